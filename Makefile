@@ -1,0 +1,30 @@
+# `make demo` and `make test` work on a fresh machine: each sets up .venv first.
+PY := .venv/bin/python
+PIP_QUIET := --quiet --disable-pip-version-check
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: setup test test-slow demo corpus bench clean
+
+setup: .venv/.installed
+
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install $(PIP_QUIET) -r requirements.txt
+	$(PY) -m pip check
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+demo: setup
+	$(PY) main.py --config=configs/tiny.py --workdir=workdirs/demo
+	$(PY) main.py --config=configs/tiny.py --workdir=workdirs/demo --mode=eval
+
+bench: setup
+	$(PY) benchmarks/step_throughput.py --quick
+
+clean:
+	rm -rf workdirs

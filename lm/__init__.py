@@ -1,0 +1,1 @@
+"""The model, its sharding, the train step, checkpoints and the host loop."""

@@ -1,0 +1,1 @@
+"""Data reweighting methods: instance weighters, mixture policies, stage selectors."""

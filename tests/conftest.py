@@ -1,0 +1,16 @@
+"""Eight simulated CPU devices for the sharding tests; every other test uses one of them."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402  (after the flag)
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def one_device():
+  """Tests that don't test sharding run on one device: 8 simulated ones are 20x slower."""
+  return jax.devices()[:1]
