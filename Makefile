@@ -19,7 +19,11 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-demo: setup
+corpus: setup
+	$(PY) -m data.corpus --data_dir=data_cache
+	$(PY) -m data.tokenizer --data_dir=data_cache --vocab_size=8192
+
+demo: corpus
 	$(PY) main.py --config=configs/tiny.py --workdir=workdirs/demo
 	$(PY) main.py --config=configs/tiny.py --workdir=workdirs/demo --mode=eval
 

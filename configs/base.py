@@ -27,10 +27,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.attention = "auto"  # jax.nn.dot_product_attention implementation: auto | xla | cudnn
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "synthetic"  # synthetic (Markov text the repo makes itself) | corpus
+  c.data.source = "seqio"  # seqio (tokenized text files per domain) | synthetic (Markov text, tests)
+  # Built-in names (books,reference,code,dialogue,technical,math) or "name=GLOB" entries, e.g.
+  # "mine=/data/mine/{split}-*.jsonl", "notes=text:/data/notes/*.txt", "wiki=tfds:wiki:1.0.0".
+  c.data.domains = "books,reference,code,dialogue,technical,math"
+  c.data.data_dir = "data_cache"  # where `python -m data.corpus` built the corpus and tokenizer
+  c.data.vocab = "builtin"  # builtin (the corpus BPE of model.vocab_size) | byte | path/to.model
+  c.data.text_key = "text"  # JSONL / TFDS field that holds the text
+  c.data.tfds_data_dir = ""  # where tfds: domains were built
+  c.data.heldout = True  # also evaluate the never-trained-on held-out domains (built-in corpus)
   c.data.seq_len = 128  # tokens per row
   c.data.num_domains = 4  # synthetic only: how many domains to make
-  c.data.weights = "uniform"  # domain sampling weights: uniform | comma-separated floats
+  c.data.weights = "uniform"  # uniform | floats in domain order | "name:w,..." (others 0)
+  c.data.shuffle_buffer_size = 1024  # chunks in each domain's shuffle buffer
   c.data.eval_rows = 64  # validation rows per domain at each eval
 
   c.train = ml_collections.ConfigDict()

@@ -82,21 +82,17 @@ class SyntheticMixture:
     rows = [self.row(int(d), int(r), _TRAIN) for d, r in zip(domains[self.rows], index[self.rows])]
     return self._stack(rows, domains[self.rows])
 
-  def eval_batches(self, rows_per_domain: int) -> list:
+  def eval_batches(self, rows_per_domain: int) -> dict:
     """Validation rows (a stream disjoint from training) of every domain, in global batches
     padded with empty rows; each process gets its own slice of each batch."""
-    rows, domains = [], []
-    for d in range(len(self.domain_names)):
-      rows += [self.row(d, r, _EVAL) for r in range(rows_per_domain)]
-      domains += [d] * rows_per_domain
-    pad = -len(rows) % self.global_batch
-    rows += [self._empty_row()] * pad
-    domains += [0] * pad
-    batches = []
-    for start in range(0, len(rows), self.global_batch):
-      chunk = slice(start + self.rows.start, start + self.rows.stop)
-      batches.append(self._stack(rows[chunk], np.asarray(domains[chunk])))
-    return batches
+    out = {}
+    for d, name in enumerate(self.domain_names):
+      rows = [self.row(d, r, _EVAL) for r in range(rows_per_domain)]
+      rows += [self._empty_row()] * (-len(rows) % self.global_batch)
+      out[name] = [self._stack(rows[start + self.rows.start:start + self.rows.stop],
+                               np.full(self.rows.stop - self.rows.start, d))
+                   for start in range(0, len(rows), self.global_batch)]
+    return out
 
   def row(self, domain: int, index: int, stream: int) -> dict:
     """One packed row: documents from `domain`'s chain until seq_len tokens are filled."""

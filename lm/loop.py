@@ -29,11 +29,15 @@ class BatchSource(Protocol):
   def set_state(self, state: dict) -> None: ...
 
 
-def _eval(rt: train_lib.Runtime, params, eval_batches: list, names: list) -> dict:
+def _eval(rt: train_lib.Runtime, params, eval_sets: dict) -> dict:
+  """Token-weighted validation loss per eval domain, plus the overall and per-domain means."""
+  names = list(eval_sets)
   totals = None
-  for local in eval_batches:
-    out = rt.eval_fn(params, rt.global_batch(local))
-    totals = out if totals is None else jax.tree.map(np.add, totals, out)
+  for d, batches in enumerate(eval_sets.values()):
+    for local in batches:
+      local = {**local, "domain_id": np.full_like(local["domain_id"], d)}
+      out = rt.eval_fn(params, rt.global_batch(local))
+      totals = out if totals is None else jax.tree.map(np.add, totals, out)
   totals = jax.device_get(totals)
   per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
   seen = totals["domain_tokens"] > 0
@@ -43,21 +47,24 @@ def _eval(rt: train_lib.Runtime, params, eval_batches: list, names: list) -> dic
   return result
 
 
-def evaluate(cfg: ml_collections.ConfigDict, workdir: str, *, eval_batches: list,
-             domain_names: list, weighter: InstanceWeighter, devices=None) -> dict:
+def evaluate(cfg: ml_collections.ConfigDict, workdir: str, *, eval_batches: dict,
+             weighter: InstanceWeighter, devices=None) -> dict:
   """Per-domain validation loss of the workdir's latest checkpoint (or of cfg.init_from)."""
-  rt = train_lib.build_runtime(cfg, weighter, len(domain_names), devices)
+  rt = train_lib.build_runtime(cfg, weighter, len(eval_batches), devices,
+                               num_eval_domains=len(eval_batches))
   with rt.context():
     params = ckpt_lib.load_params(cfg.init_from or workdir, rt.abstract)
-    return _eval(rt, params, eval_batches, list(domain_names))
+    return _eval(rt, params, eval_batches)
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSource,
-          eval_batches: list, weighter: InstanceWeighter, devices=None) -> dict:
+          eval_batches: dict, weighter: InstanceWeighter, devices=None) -> dict:
   """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
-  checkpoint. Returns the last eval metrics."""
+  checkpoint. `eval_batches` maps each eval domain to this process's rows of its batches.
+  Returns the last eval metrics."""
   names = list(train_iter.domain_names)
-  rt = train_lib.build_runtime(cfg, weighter, len(names), devices)
+  rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
+                               num_eval_domains=len(eval_batches))
   is_main = jax.process_index() == 0
 
   with rt.context():
@@ -126,11 +133,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
         report(*pending)
         pending = None
       if eval_now:
-        last_eval = _eval(rt, state.params, eval_batches, names)
+        last_eval = _eval(rt, state.params, eval_batches)
         writer.write(step, last_eval)
         writer.note(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
       if save_now:
         checkpointer.save(step, state, train_iter.get_state(), host_state)
+      if eval_now or save_now:  # keep their time out of the next tokens/s window
+        window_tokens, window_t0 = 0.0, time.perf_counter()
     if pending is not None:
       report(*pending)
     checkpointer.close()

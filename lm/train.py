@@ -210,7 +210,8 @@ class Runtime:
 
 
 def build_runtime(cfg: ml_collections.ConfigDict, weighter: InstanceWeighter, num_domains: int,
-                  devices=None, tx: optax.GradientTransformation | None = None) -> Runtime:
+                  devices=None, tx: optax.GradientTransformation | None = None,
+                  num_eval_domains: int | None = None) -> Runtime:
   """Mesh, model, optimizer (AdamW from the config unless `tx` is given), state layout and
   the jitted steps with explicit shardings."""
   mesh = sharding.make_mesh(cfg.mesh, devices)
@@ -225,6 +226,7 @@ def build_runtime(cfg: ml_collections.ConfigDict, weighter: InstanceWeighter, nu
                         num_domains=num_domains, microbatches=cfg.train.microbatches),
       in_shardings=(state_shardings, batch_shard), out_shardings=(state_shardings, None),
       donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, model=model, num_domains=num_domains),
+  eval_fn = jax.jit(functools.partial(eval_step, model=model,
+                                      num_domains=num_eval_domains or num_domains),
                     in_shardings=(state_shardings.params, batch_shard))
   return Runtime(cfg, mesh, rules, model, tx, abstract, init_fn, batch_shard, step_fn, eval_fn)

@@ -25,7 +25,8 @@ def _main(workdir, *overrides):
           f"--workdir={workdir}", "--config.train.steps=8", "--config.train.log_every=1",
           "--config.train.checkpoint_every=2", "--config.train.eval_every=4",
           "--config.train.progress_bar=False", "--config.train.peak_flops=1e9",
-          "--config.train.batch_size=4", "--config.data.seq_len=32", *overrides]
+          "--config.train.batch_size=4", "--config.data.seq_len=32", "--config.data.source=synthetic",
+          "--config.model.vocab_size=256", "--config.model.d_model=64", *overrides]
   subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
 
 
@@ -56,7 +57,8 @@ def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
     assert json.load(a) == json.load(b)
   from configs import tiny
   cfg = tiny.get_config()
-  cfg.data.seq_len = 32
+  cfg.data.update(seq_len=32, source="synthetic")
+  cfg.model.update(vocab_size=256, d_model=64)
   (s1, d1), (s2, d2) = _restore(straight, cfg), _restore(resumed, cfg)
   assert d1 == d2 and int(s1.step) == int(s2.step) == 8
   jax.tree.map(np.testing.assert_array_equal, s1, s2)  # params, opt state, rng: bit-exact
