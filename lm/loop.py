@@ -15,6 +15,7 @@ import numpy as np
 from lm import checkpoint as ckpt_lib
 from lm import flops as flops_lib
 from lm import metrics as metrics_lib
+from lm import plots
 from lm import train as train_lib
 from lm.model import ModelConfig
 from reweight.instance import InstanceWeighter
@@ -110,11 +111,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
       tok_s = window_tokens / max(elapsed, 1e-9)
       scalars = {k: m[k] for k in ("loss", "token_loss", "grad_norm")}
       scalars |= {k: v for k, v in m.items() if k.startswith("weighter/")}
-      rows = np.maximum(m["domain_tokens"], 1)
+      valid_rows = m["domain_rows"].sum()
       for i, n in enumerate(names):
-        if m["domain_tokens"][i] > 0:
-          scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / rows[i]
-          scalars[f"train/{n}/mean_weight"] = m["domain_weight_sum"][i] / m["domain_rows"][i]
+        if m["domain_rows"][i] > 0:  # mean weight relative to uniform (1 = uniform)
+          scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / m["domain_tokens"][i]
+          scalars[f"train/{n}/mean_weight"] = (m["domain_weight_sum"][i] * valid_rows /
+                                               m["domain_rows"][i])
       scalars |= {"lr": float(train_lib.make_schedule(cfg.train)(step - 1)),
                   "tokens_per_s": tok_s, "mfu": tok_s * flops_tok / (peak * rt.mesh.size)}
       writer.write(step, scalars, {"losses": m["losses"], "weights": m["weights"]})
@@ -144,4 +146,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
       report(*pending)
     checkpointer.close()
     writer.close()
+  if is_main:
+    plots.plot_run(workdir)
   return last_eval
