@@ -19,61 +19,61 @@ FLAGS = flags.FLAGS
 
 
 def make_data(cfg):
-  """(train iterator, {eval domain name: batches}) for this process, from config.data."""
-  import jax
-  index, count = jax.process_index(), jax.process_count()
-  if cfg.data.source == "synthetic":
-    from data.synthetic import SyntheticMixture
-    it = SyntheticMixture(num_domains=cfg.data.num_domains, vocab_size=cfg.model.vocab_size,
-                          seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size,
-                          weights=cfg.data.weights, seed=cfg.seed, process_index=index,
-                          process_count=count)
-    return it, it.eval_batches(cfg.data.eval_rows)
-  if cfg.data.source != "seqio":
-    raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use seqio or synthetic")
-  from data import pipeline, tokenizer
-  specs = pipeline.specs_from_config(cfg.data)
-  vocab = tokenizer.load_vocabulary(
-      str(tokenizer.model_path(cfg.data.data_dir, cfg.model.vocab_size))
-      if cfg.data.vocab == "builtin" else cfg.data.vocab)
-  if vocab.vocab_size > cfg.model.vocab_size:
-    raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than the "
-                     f"tokenizer's {vocab.vocab_size} ids: raise it")
-  common = dict(vocab=vocab, seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size,
-                process_index=index, process_count=count, data_dir=cfg.data.data_dir)
-  it = pipeline.make_train_iter(specs, weights=cfg.data.weights, seed=cfg.seed,
-                                shuffle_buffer_size=cfg.data.shuffle_buffer_size, **common)
-  eval_specs = specs + (pipeline.heldout_domains(cfg.data.data_dir) if cfg.data.heldout else [])
-  return it, pipeline.make_eval_batches(eval_specs, max_rows_per_domain=cfg.data.eval_rows,
-                                        **common)
+    """(train iterator, {eval domain name: batches}) for this process, from config.data."""
+    import jax
+    index, count = jax.process_index(), jax.process_count()
+    if cfg.data.source == "synthetic":
+        from data.synthetic import SyntheticMixture
+        it = SyntheticMixture(num_domains=cfg.data.num_domains, vocab_size=cfg.model.vocab_size,
+                              seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size,
+                              weights=cfg.data.weights, seed=cfg.seed, process_index=index,
+                              process_count=count)
+        return it, it.eval_batches(cfg.data.eval_rows)
+    if cfg.data.source != "seqio":
+        raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use seqio or synthetic")
+    from data import pipeline, tokenizer
+    specs = pipeline.specs_from_config(cfg.data)
+    vocab = tokenizer.load_vocabulary(
+        str(tokenizer.model_path(cfg.data.data_dir, cfg.model.vocab_size))
+        if cfg.data.vocab == "builtin" else cfg.data.vocab)
+    if vocab.vocab_size > cfg.model.vocab_size:
+        raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than the "
+                         f"tokenizer's {vocab.vocab_size} ids: raise it")
+    common = dict(vocab=vocab, seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size,
+                  process_index=index, process_count=count, data_dir=cfg.data.data_dir)
+    it = pipeline.make_train_iter(specs, weights=cfg.data.weights, seed=cfg.seed,
+                                  shuffle_buffer_size=cfg.data.shuffle_buffer_size, **common)
+    eval_specs = specs + (pipeline.heldout_domains(cfg.data.data_dir) if cfg.data.heldout else [])
+    return it, pipeline.make_eval_batches(eval_specs, max_rows_per_domain=cfg.data.eval_rows,
+                                          **common)
 
 
 def main(argv):
-  del argv
-  cfg, workdir = FLAGS.config, FLAGS.workdir
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  import jax
-  from lm import loop, sharding, validation
-  from reweight.instance import make_instance_weighter
+    del argv
+    cfg, workdir = FLAGS.config, FLAGS.workdir
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    import jax
+    from lm import loop, sharding, validation
+    from reweight.instance import make_instance_weighter
 
-  sharding.maybe_initialize_distributed(cfg.mesh)
-  validation.validate_config(cfg, jax.device_count(), jax.process_count())
-  weighter = make_instance_weighter(cfg.reweight)
-  train_iter, eval_batches = make_data(cfg)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
-  if FLAGS.mode == "train":
-    result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
-                        weighter=weighter)
-  else:
-    result = loop.evaluate(cfg, workdir, eval_batches=eval_batches, weighter=weighter)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-      json.dump(result, f, indent=2)
-    print(json.dumps(result))
+    sharding.maybe_initialize_distributed(cfg.mesh)
+    validation.validate_config(cfg, jax.device_count(), jax.process_count())
+    weighter = make_instance_weighter(cfg.reweight)
+    train_iter, eval_batches = make_data(cfg)
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(cfg.to_json_best_effort(indent=2))
+    if FLAGS.mode == "train":
+        result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
+                            weighter=weighter)
+    else:
+        result = loop.evaluate(cfg, workdir, eval_batches=eval_batches, weighter=weighter)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

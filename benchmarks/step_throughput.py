@@ -6,8 +6,9 @@
 Shapes (f32, one device): "small" is D=128, 4 heads, 2 layers, MLP 512, L=128, vocab 8192,
 batch 16 (the shape the issue compares against); "large" is D=512, 8 heads, 4 layers,
 MLP 2048, L=256, vocab 8192, batch 16. MFU = achieved FLOP/s / the FLOP/s of a large jitted
-f32 matmul timed in the same process, so both sides see the same machine load. Prints a
-table and, last, one JSON line.
+f32 matmul timed in the same process (before and after; the larger is used). Then the step
+time of each loss-based strategy over uniform's at the small shape, timed in interleaved
+windows so machine load falls on both alike. Prints a table and, last, one JSON line.
 """
 
 import argparse
@@ -26,7 +27,7 @@ from configs import base  # noqa: E402
 from lm import flops  # noqa: E402
 from lm import train as train_lib  # noqa: E402
 from lm.model import ModelConfig  # noqa: E402
-from reweight.instance import Uniform  # noqa: E402
+from reweight.instance import Uniform, make_instance_weighter  # noqa: E402
 
 SHAPES = {
     "small": dict(d_model=128, num_heads=4, num_layers=2, mlp_dim=512, seq_len=128, batch=16),
@@ -35,78 +36,104 @@ SHAPES = {
 
 
 def _config(shape: dict, dtype: str):
-  c = base.get_config()
-  c.model.update(vocab_size=8192, d_model=shape["d_model"], num_heads=shape["num_heads"],
-                 num_layers=shape["num_layers"], mlp_dim=shape["mlp_dim"],
-                 max_len=shape["seq_len"], compute_dtype=dtype)
-  c.data.update(seq_len=shape["seq_len"], num_domains=4)
-  c.train.update(batch_size=shape["batch"], steps=10_000, warmup_steps=10)
-  c.mesh.shape = (1, 1, 1)
-  return c
+    c = base.get_config()
+    c.model.update(vocab_size=8192, d_model=shape["d_model"], num_heads=shape["num_heads"],
+                   num_layers=shape["num_layers"], mlp_dim=shape["mlp_dim"],
+                   max_len=shape["seq_len"], compute_dtype=dtype)
+    c.data.update(seq_len=shape["seq_len"], num_domains=4)
+    c.train.update(batch_size=shape["batch"], steps=10_000, warmup_steps=10)
+    c.mesh.shape = (1, 1, 1)
+    return c
 
 
 def _batch(cfg, rng):
-  b, l = cfg.train.batch_size, cfg.data.seq_len
-  tokens = rng.integers(3, cfg.model.vocab_size, size=(b, l + 1)).astype(np.int32)
-  return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-          "segment_ids": np.ones((b, l), np.int32),
-          "positions": np.broadcast_to(np.arange(l, dtype=np.int32), (b, l)).copy(),
-          "loss_mask": np.ones((b, l), np.float32),
-          "domain_id": rng.integers(0, 4, size=b).astype(np.int32)}
+    b, l = cfg.train.batch_size, cfg.data.seq_len
+    tokens = rng.integers(3, cfg.model.vocab_size, size=(b, l + 1)).astype(np.int32)
+    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+            "segment_ids": np.ones((b, l), np.int32),
+            "positions": np.broadcast_to(np.arange(l, dtype=np.int32), (b, l)).copy(),
+            "loss_mask": np.ones((b, l), np.float32),
+            "domain_id": rng.integers(0, 4, size=b).astype(np.int32)}
 
 
 def time_steps(cfg, weighter, steps: int, repeats: int) -> float:
-  """Best seconds per step over `repeats` timed windows of `steps` steps each."""
-  rt = train_lib.build_runtime(cfg, weighter, cfg.data.num_domains, jax.devices()[:1])
-  with rt.context():
-    state = rt.init_fn(jax.random.key(0))
-    batch = rt.global_batch(_batch(cfg, np.random.default_rng(0)))
-    for _ in range(3):  # compile and warm up
-      state, m = rt.step_fn(state, batch)
-    jax.block_until_ready(m)
-    best = float("inf")
+    """Best seconds per step over `repeats` timed windows of `steps` steps each."""
+    return time_side_by_side(cfg, {"_": weighter}, steps, repeats)["_"]
+
+
+def time_side_by_side(cfg, weighters: dict, steps: int, repeats: int) -> dict:
+    """Best seconds per step of each weighter's step, their timed windows interleaved so that
+    machine load falls on all of them alike."""
+    runs = {}
+    for name, weighter in weighters.items():
+        rt = train_lib.build_runtime(cfg, weighter, cfg.data.num_domains, jax.devices()[:1])
+        with rt.context():
+            state = rt.init_fn(jax.random.key(0))
+            batch = rt.global_batch(_batch(cfg, np.random.default_rng(0)))
+            for _ in range(3):  # compile and warm up
+                state, m = rt.step_fn(state, batch)
+            jax.block_until_ready(m)
+        runs[name] = [rt, state, batch]
+    best = {name: float("inf") for name in weighters}
     for _ in range(repeats):
-      t0 = time.perf_counter()
-      for _ in range(steps):
-        state, m = rt.step_fn(state, batch)
-      jax.block_until_ready((state, m))
-      best = min(best, (time.perf_counter() - t0) / steps)
-  return best
+        for name, run in runs.items():
+            rt, state, batch = run
+            with rt.context():
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    state, m = rt.step_fn(state, batch)
+                jax.block_until_ready((state, m))
+            best[name] = min(best[name], (time.perf_counter() - t0) / steps)
+            run[1] = state
+    return best
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="small shape only, fewer steps")
-  parser.add_argument("--shapes", default="small,large")
-  parser.add_argument("--dtype", default="float32")
-  args = parser.parse_args()
-  shapes = ["small"] if args.quick else args.shapes.split(",")
-  steps, repeats = (10, 3) if args.quick else (20, 5)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shape only, fewer steps")
+    parser.add_argument("--shapes", default="small,large")
+    parser.add_argument("--dtype", default="float32")
+    args = parser.parse_args()
+    shapes = ["small"] if args.quick else args.shapes.split(",")
+    steps, repeats = (10, 3) if args.quick else (20, 5)
 
-  peak = flops.measure_matmul_flops()
-  results = []
-  for name in shapes:
-    cfg = _config(SHAPES[name], args.dtype)
-    sec = time_steps(cfg, Uniform(), steps, repeats)
-    tokens = cfg.train.batch_size * cfg.data.seq_len
-    fpt = flops.flops_per_token(ModelConfig.from_config(cfg.model), cfg.data.seq_len)
-    tok_s = tokens / sec
-    results.append({"shape": name, "ms_per_step": 1e3 * sec, "tokens_per_s": tok_s,
-                    "flops_per_token": fpt, "gflops": tok_s * fpt / 1e9,
-                    "mfu_vs_matmul": tok_s * fpt / peak})
-  peak_after = flops.measure_matmul_flops()
+    peak_before = flops.measure_matmul_flops()
+    results = []
+    for name in shapes:
+        cfg = _config(SHAPES[name], args.dtype)
+        sec = time_steps(cfg, Uniform(), steps, repeats)
+        tokens = cfg.train.batch_size * cfg.data.seq_len
+        fpt = flops.flops_per_token(ModelConfig.from_config(cfg.model), cfg.data.seq_len)
+        tok_s = tokens / sec
+        results.append({"shape": name, "ms_per_step": 1e3 * sec, "tokens_per_s": tok_s,
+                        "flops_per_token": fpt, "gflops": tok_s * fpt / 1e9})
+    overhead_cfg = _config(SHAPES["small"], args.dtype)
+    weighters = {"uniform": Uniform()}
+    for strategy in ("linupper", "quadratic", "extremes"):
+        rcfg = overhead_cfg.reweight.copy_and_resolve_references()
+        rcfg.update(instance="loss_based", strategy=strategy, r=0.4)
+        weighters[strategy] = make_instance_weighter(rcfg)
+    times = time_side_by_side(overhead_cfg, weighters, steps, repeats + 2)
+    overhead = {name: t / times["uniform"] for name, t in times.items()}
+    peak_after = flops.measure_matmul_flops()
+    peak = max(peak_before, peak_after)
+    for r in results:
+        r["mfu_vs_matmul"] = r["gflops"] * 1e9 / peak
 
-  machine = f"{platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform}"
-  print(f"machine: {machine}; matmul peak {peak / 1e9:.1f} GFLOP/s before, "
-        f"{peak_after / 1e9:.1f} after")
-  print(f"{'shape':8} {'ms/step':>9} {'tokens/s':>10} {'MFLOP/tok':>10} {'GFLOP/s':>8} {'MFU':>6}")
-  for r in results:
-    print(f"{r['shape']:8} {r['ms_per_step']:9.1f} {r['tokens_per_s']:10.0f} "
-          f"{r['flops_per_token'] / 1e6:10.2f} {r['gflops']:8.1f} {r['mfu_vs_matmul']:6.1%}")
-  print(json.dumps({"benchmark": "step_throughput", "machine": machine, "dtype": args.dtype,
-                    "matmul_gflops": peak / 1e9, "matmul_gflops_after": peak_after / 1e9,
-                    "results": results}))
+    machine = f"{platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform}"
+    print(f"machine: {machine}; matmul peak {peak_before / 1e9:.1f} GFLOP/s before, "
+          f"{peak_after / 1e9:.1f} after (MFU uses the larger)")
+    print(f"{'shape':8} {'ms/step':>9} {'tokens/s':>10} {'MFLOP/tok':>10} {'GFLOP/s':>8} {'MFU':>6}")
+    for r in results:
+        print(f"{r['shape']:8} {r['ms_per_step']:9.1f} {r['tokens_per_s']:10.0f} "
+              f"{r['flops_per_token'] / 1e6:10.2f} {r['gflops']:8.1f} {r['mfu_vs_matmul']:6.1%}")
+    print("step time / uniform, small shape, interleaved: " +
+          ", ".join(f"{n} {o:.3f}" for n, o in overhead.items() if n != "uniform"))
+    print(json.dumps({"benchmark": "step_throughput", "machine": machine, "dtype": args.dtype,
+                      "matmul_gflops_before": peak_before / 1e9,
+                      "matmul_gflops_after": peak_after / 1e9, "results": results,
+                      "step_time_vs_uniform": overhead}))
 
 
 if __name__ == "__main__":
-  main()
+    main()

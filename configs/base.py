@@ -9,80 +9,88 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0  # seeds params init, the data order and every method's RNG
-  c.init_from = ""  # a workdir or checkpoint dir to load params from ("" = fresh init)
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds params init, the data order and every method's RNG
+    c.init_from = ""  # a workdir or checkpoint dir to load params from ("" = fresh init)
 
-  c.model = ml_collections.ConfigDict()
-  c.model.vocab_size = 8192  # must cover the tokenizer's ids
-  c.model.d_model = 256  # residual width
-  c.model.num_heads = 4  # attention heads; d_model % num_heads == 0
-  c.model.num_layers = 4  # transformer blocks
-  c.model.mlp_dim = 1024  # SwiGLU hidden width
-  c.model.max_len = 512  # longest sequence the model accepts
-  c.model.rope_base = 10_000.0  # RoPE frequency base
-  c.model.tie_embeddings = True  # output layer reuses the token embedding
-  c.model.compute_dtype = "float32"  # activations: float32 | bfloat16 (params stay float32)
-  c.model.remat = "none"  # rematerialise each block: none | full | dots (save matmul outputs)
-  c.model.attention = "auto"  # jax.nn.dot_product_attention implementation: auto | xla | cudnn
+    c.model = ml_collections.ConfigDict()
+    c.model.vocab_size = 8192  # must cover the tokenizer's ids
+    c.model.d_model = 256  # residual width
+    c.model.num_heads = 4  # attention heads; d_model % num_heads == 0
+    c.model.num_layers = 4  # transformer blocks
+    c.model.mlp_dim = 1024  # SwiGLU hidden width
+    c.model.max_len = 512  # longest sequence the model accepts
+    c.model.rope_base = 10_000.0  # RoPE frequency base
+    c.model.tie_embeddings = True  # output layer reuses the token embedding
+    c.model.compute_dtype = "float32"  # activations: float32 | bfloat16 (params stay float32)
+    c.model.remat = "none"  # rematerialise each block: none | full | dots (save matmul outputs)
+    c.model.attention = "auto"  # jax.nn.dot_product_attention implementation: auto | xla | cudnn
 
-  c.data = ml_collections.ConfigDict()
-  c.data.source = "seqio"  # seqio (tokenized text files per domain) | synthetic (Markov text, tests)
-  # Built-in names (books,reference,code,dialogue,technical,math) or "name=GLOB" entries, e.g.
-  # "mine=/data/mine/{split}-*.jsonl", "notes=text:/data/notes/*.txt", "wiki=tfds:wiki:1.0.0".
-  c.data.domains = "books,reference,code,dialogue,technical,math"
-  c.data.data_dir = "data_cache"  # where `python -m data.corpus` built the corpus and tokenizer
-  c.data.vocab = "builtin"  # builtin (the corpus BPE of model.vocab_size) | byte | path/to.model
-  c.data.text_key = "text"  # JSONL / TFDS field that holds the text
-  c.data.tfds_data_dir = ""  # where tfds: domains were built
-  c.data.heldout = True  # also evaluate the never-trained-on held-out domains (built-in corpus)
-  c.data.seq_len = 128  # tokens per row
-  c.data.num_domains = 4  # synthetic only: how many domains to make
-  c.data.weights = "uniform"  # uniform | floats in domain order | "name:w,..." (others 0)
-  c.data.shuffle_buffer_size = 1024  # chunks in each domain's shuffle buffer
-  c.data.eval_rows = 64  # validation rows per domain at each eval
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "seqio"  # seqio (tokenized text files per domain) | synthetic (Markov text, tests)
+    # Built-in names (books,reference,code,dialogue,technical,math) or "name=GLOB" entries, e.g.
+    # "mine=/data/mine/{split}-*.jsonl", "notes=text:/data/notes/*.txt", "wiki=tfds:wiki:1.0.0".
+    c.data.domains = "books,reference,code,dialogue,technical,math"
+    c.data.data_dir = "data_cache"  # where `python -m data.corpus` built the corpus and tokenizer
+    c.data.vocab = "builtin"  # builtin (the corpus BPE of model.vocab_size) | byte | path/to.model
+    c.data.text_key = "text"  # JSONL / TFDS field that holds the text
+    c.data.tfds_data_dir = ""  # where tfds: domains were built
+    c.data.heldout = True  # also evaluate the never-trained-on held-out domains (built-in corpus)
+    c.data.seq_len = 128  # tokens per row
+    c.data.num_domains = 4  # synthetic only: how many domains to make
+    c.data.weights = "uniform"  # uniform | floats in domain order | "name:w,..." (others 0)
+    c.data.shuffle_buffer_size = 1024  # chunks in each domain's shuffle buffer
+    c.data.eval_rows = 64  # validation rows per domain at each eval
 
-  c.train = ml_collections.ConfigDict()
-  c.train.steps = 1000  # total optimizer steps (the schedule's length)
-  c.train.run_steps = 0  # stop this invocation after this many steps (0 = run to train.steps)
-  c.train.batch_size = 32  # global batch, rows (all hosts, all micro-batches)
-  c.train.microbatches = 1  # gradient accumulation: micro-batches per step
-  c.train.lr = 3e-3  # peak learning rate
-  c.train.schedule = "cosine"  # cosine (warm-up then cosine) | wsd (warm-up, stable, decay)
-  c.train.warmup_steps = 100  # linear warm-up from 0
-  c.train.decay_fraction = 0.2  # wsd only: fraction of steps spent decaying to 0
-  c.train.min_lr_ratio = 0.1  # cosine only: final lr as a fraction of the peak
-  c.train.b1 = 0.9  # AdamW beta1
-  c.train.b2 = 0.95  # AdamW beta2
-  c.train.weight_decay = 0.1  # AdamW decoupled weight decay (matrices only)
-  c.train.grad_clip = 1.0  # global-norm clip (0 = off)
-  c.train.log_every = 10  # steps between metrics lines
-  c.train.eval_every = 200  # steps between per-domain evals (0 = only at the end)
-  c.train.checkpoint_every = 200  # steps between checkpoints (and one at the end)
-  c.train.keep_checkpoints = 3  # checkpoints kept on disk
-  c.train.peak_flops = 0.0  # FLOP/s per device for MFU (0 = measure a matmul at start)
-  c.train.progress_bar = True  # tqdm bar with loss, tokens/s and ETA
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 1000  # total optimizer steps (the schedule's length)
+    c.train.run_steps = 0  # stop this invocation after this many steps (0 = run to train.steps)
+    c.train.batch_size = 32  # global batch, rows (all hosts, all micro-batches)
+    c.train.microbatches = 1  # gradient accumulation: micro-batches per step
+    c.train.lr = 3e-3  # peak learning rate
+    c.train.schedule = "cosine"  # cosine (warm-up then cosine) | wsd (warm-up, stable, decay)
+    c.train.warmup_steps = 100  # linear warm-up from 0
+    c.train.decay_fraction = 0.2  # wsd only: fraction of steps spent decaying to 0
+    c.train.min_lr_ratio = 0.1  # cosine only: final lr as a fraction of the peak
+    c.train.b1 = 0.9  # AdamW beta1
+    c.train.b2 = 0.95  # AdamW beta2
+    c.train.weight_decay = 0.1  # AdamW decoupled weight decay (matrices only)
+    c.train.grad_clip = 1.0  # global-norm clip (0 = off)
+    c.train.log_every = 10  # steps between metrics lines
+    c.train.eval_every = 200  # steps between per-domain evals (0 = only at the end)
+    c.train.checkpoint_every = 200  # steps between checkpoints (and one at the end)
+    c.train.keep_checkpoints = 3  # checkpoints kept on disk
+    c.train.peak_flops = 0.0  # FLOP/s per device for MFU (0 = measure a matmul at start)
+    c.train.progress_bar = True  # tqdm bar with loss, tokens/s and ETA
 
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.axes = ("data", "fsdp", "model")  # mesh axis names
-  c.mesh.shape = (-1, 1, 1)  # devices per axis; one -1 takes the rest
-  c.mesh.distributed = False  # call jax.distributed.initialize() (multi-host)
-  # Logical axis -> mesh axes, MaxText style; applied first-match, a mesh axis used once per array.
-  c.mesh.rules = (
-      ("batch", ("data", "fsdp")),
-      ("vocab", "model"),
-      ("embed", "fsdp"),
-      ("mlp", "model"),
-      ("heads", "model"),
-      ("kv", None),
-      ("act_batch", ("data", "fsdp")),
-      ("act_len", None),
-      ("act_embed", None),
-      ("act_heads", "model"),
-      ("act_mlp", "model"),
-      ("act_vocab", "model"),
-  )
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.axes = ("data", "fsdp", "model")  # mesh axis names
+    c.mesh.shape = (-1, 1, 1)  # devices per axis; one -1 takes the rest
+    c.mesh.distributed = False  # call jax.distributed.initialize() (multi-host)
+    # Logical axis -> mesh axes, MaxText style; applied first-match, a mesh axis used once per array.
+    c.mesh.rules = (
+        ("batch", ("data", "fsdp")),
+        ("vocab", "model"),
+        ("embed", "fsdp"),
+        ("mlp", "model"),
+        ("heads", "model"),
+        ("kv", None),
+        ("act_batch", ("data", "fsdp")),
+        ("act_len", None),
+        ("act_embed", None),
+        ("act_heads", "model"),
+        ("act_mlp", "model"),
+        ("act_vocab", "model"),
+    )
 
-  c.reweight = ml_collections.ConfigDict()
-  c.reweight.instance = "uniform"  # per-example weighter inside the step
-  return c
+    c.reweight = ml_collections.ConfigDict()
+    c.reweight.instance = "uniform"  # per-example weighter inside the step
+    # loss_based (Sow et al. 2025) only, see reweight/loss_based.py:
+    c.reweight.strategy = "quadratic"  # linupper | quadratic | extremes (fms-fsdp `upper` = linupper)
+    c.reweight.r = 1.0  # softmax temperature; max weight ratio e^(d/r); larger is closer to uniform
+    c.reweight.d = 1.0  # per-example losses are min-max normalised to [-d, d]
+    c.reweight.warmup_steps = 0  # uniform weights for the first steps
+    c.reweight.r_schedule = "constant"  # constant | step (r_start, then r) | linear (r_start to r)
+    c.reweight.r_start = 100.0  # step/linear schedules: r at step 0
+    c.reweight.r_schedule_steps = 0  # step/linear schedules: steps until r is reached (> 0)
+    return c

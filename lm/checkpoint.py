@@ -15,56 +15,56 @@ import orbax.checkpoint as ocp
 
 
 def _manager(directory: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                         read_only=read_only)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+                                           read_only=read_only)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
 class Checkpointer:
-  """Saves and restores the (state, data, host) triple of a run's workdir."""
+    """Saves and restores the (state, data, host) triple of a run's workdir."""
 
-  def __init__(self, directory: str, keep: int = 3):
-    self._mngr = _manager(directory, keep)
+    def __init__(self, directory: str, keep: int = 3):
+        self._mngr = _manager(directory, keep)
 
-  def latest_step(self) -> int | None:
-    return self._mngr.latest_step()
+    def latest_step(self) -> int | None:
+        return self._mngr.latest_step()
 
-  def save(self, step: int, state, data_state: dict, host_state: dict) -> None:
-    """Asynchronous: arrays are copied off the device before this returns."""
-    self._mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        host=ocp.args.JsonSave(host_state)))
+    def save(self, step: int, state, data_state: dict, host_state: dict) -> None:
+        """Asynchronous: arrays are copied off the device before this returns."""
+        self._mngr.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+            host=ocp.args.JsonSave(host_state)))
 
-  def restore(self, step: int, abstract_state) -> tuple:
-    """(state, data_state, host_state) of `step`, state laid out as `abstract_state` says."""
-    out = self._mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
-        host=ocp.args.JsonRestore()))
-    return out.state, out.data, out.host
+    def restore(self, step: int, abstract_state) -> tuple:
+        """(state, data_state, host_state) of `step`, state laid out as `abstract_state` says."""
+        out = self._mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+            host=ocp.args.JsonRestore()))
+        return out.state, out.data, out.host
 
-  def close(self) -> None:
-    self._mngr.wait_until_finished()
-    self._mngr.close()
+    def close(self) -> None:
+        self._mngr.wait_until_finished()
+        self._mngr.close()
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(workdir, "checkpoints")
+    return os.path.join(workdir, "checkpoints")
 
 
 def load_params(path: str, abstract_state):
-  """Params of the latest checkpoint under `path` (a workdir or its checkpoints/ folder),
-  laid out as `abstract_state.params` says: for evaluation or continued training."""
-  directory = checkpoint_dir(path) if os.path.isdir(checkpoint_dir(path)) else path
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"config.init_from={path!r}: no checkpoint directory there; give a "
-                            "workdir of an earlier run or its checkpoints/ folder")
-  mngr = _manager(directory, read_only=True)
-  step = mngr.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"config.init_from={path!r}: {directory} holds no checkpoint")
-  # Restore the state item only; the data and host items of that run are not needed.
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state)))
-  mngr.close()
-  return restored.state.params
+    """Params of the latest checkpoint under `path` (a workdir or its checkpoints/ folder),
+    laid out as `abstract_state.params` says: for evaluation or continued training."""
+    directory = checkpoint_dir(path) if os.path.isdir(checkpoint_dir(path)) else path
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"config.init_from={path!r}: no checkpoint directory there; give a "
+                                "workdir of an earlier run or its checkpoints/ folder")
+    mngr = _manager(directory, read_only=True)
+    step = mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"config.init_from={path!r}: {directory} holds no checkpoint")
+    # Restore the state item only; the data and host items of that run are not needed.
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))
+    mngr.close()
+    return restored.state.params
 

@@ -22,130 +22,130 @@ from reweight.instance import InstanceWeighter
 
 
 class BatchSource(Protocol):
-  """What the loop needs from an input pipeline (process-local numpy rows per batch)."""
-  domain_names: list
+    """What the loop needs from an input pipeline (process-local numpy rows per batch)."""
+    domain_names: list
 
-  def __next__(self) -> dict: ...
-  def get_state(self) -> dict: ...
-  def set_state(self, state: dict) -> None: ...
+    def __next__(self) -> dict: ...
+    def get_state(self) -> dict: ...
+    def set_state(self, state: dict) -> None: ...
 
 
 def _eval(rt: train_lib.Runtime, params, eval_sets: dict) -> dict:
-  """Token-weighted validation loss per eval domain, plus the overall and per-domain means."""
-  names = list(eval_sets)
-  totals = None
-  for d, batches in enumerate(eval_sets.values()):
-    for local in batches:
-      local = {**local, "domain_id": np.full_like(local["domain_id"], d)}
-      out = rt.eval_fn(params, rt.global_batch(local))
-      totals = out if totals is None else jax.tree.map(np.add, totals, out)
-  totals = jax.device_get(totals)
-  per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
-  seen = totals["domain_tokens"] > 0
-  result = {f"eval/{n}/loss": float(l) for n, l, s in zip(names, per_domain, seen) if s}
-  result["eval/loss"] = float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1))
-  result["eval/loss_domain_mean"] = float(per_domain[seen].mean())
-  return result
+    """Token-weighted validation loss per eval domain, plus the overall and per-domain means."""
+    names = list(eval_sets)
+    totals = None
+    for d, batches in enumerate(eval_sets.values()):
+        for local in batches:
+            local = {**local, "domain_id": np.full_like(local["domain_id"], d)}
+            out = rt.eval_fn(params, rt.global_batch(local))
+            totals = out if totals is None else jax.tree.map(np.add, totals, out)
+    totals = jax.device_get(totals)
+    per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
+    seen = totals["domain_tokens"] > 0
+    result = {f"eval/{n}/loss": float(l) for n, l, s in zip(names, per_domain, seen) if s}
+    result["eval/loss"] = float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1))
+    result["eval/loss_domain_mean"] = float(per_domain[seen].mean())
+    return result
 
 
 def evaluate(cfg: ml_collections.ConfigDict, workdir: str, *, eval_batches: dict,
              weighter: InstanceWeighter, devices=None) -> dict:
-  """Per-domain validation loss of the workdir's latest checkpoint (or of cfg.init_from)."""
-  rt = train_lib.build_runtime(cfg, weighter, len(eval_batches), devices,
-                               num_eval_domains=len(eval_batches))
-  with rt.context():
-    params = ckpt_lib.load_params(cfg.init_from or workdir, rt.abstract)
-    return _eval(rt, params, eval_batches)
+    """Per-domain validation loss of the workdir's latest checkpoint (or of cfg.init_from)."""
+    rt = train_lib.build_runtime(cfg, weighter, len(eval_batches), devices,
+                                 num_eval_domains=len(eval_batches))
+    with rt.context():
+        params = ckpt_lib.load_params(cfg.init_from or workdir, rt.abstract)
+        return _eval(rt, params, eval_batches)
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSource,
           eval_batches: dict, weighter: InstanceWeighter, devices=None) -> dict:
-  """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
-  checkpoint. `eval_batches` maps each eval domain to this process's rows of its batches.
-  Returns the last eval metrics."""
-  names = list(train_iter.domain_names)
-  rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
-                               num_eval_domains=len(eval_batches))
-  is_main = jax.process_index() == 0
+    """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
+    checkpoint. `eval_batches` maps each eval domain to this process's rows of its batches.
+    Returns the last eval metrics."""
+    names = list(train_iter.domain_names)
+    rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
+                                 num_eval_domains=len(eval_batches))
+    is_main = jax.process_index() == 0
 
-  with rt.context():
-    checkpointer = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
-                                         keep=cfg.train.keep_checkpoints)
-    start = checkpointer.latest_step()
-    host_state = {}
-    if start is not None:
-      state, data_state, host_state = checkpointer.restore(start, rt.abstract)
-      train_iter.set_state(data_state)
-    else:
-      start = 0
-      state = rt.init_fn(jax.random.key(cfg.seed))
-      if cfg.init_from:
-        state = state.replace(params=ckpt_lib.load_params(cfg.init_from, rt.abstract))
-    end = cfg.train.steps if cfg.train.run_steps == 0 else min(
-        cfg.train.steps, start + cfg.train.run_steps)
-    writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=cfg.train.steps,
-                                       enabled=is_main, progress_bar=cfg.train.progress_bar)
+    with rt.context():
+        checkpointer = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
+                                             keep=cfg.train.keep_checkpoints)
+        start = checkpointer.latest_step()
+        host_state = {}
+        if start is not None:
+            state, data_state, host_state = checkpointer.restore(start, rt.abstract)
+            train_iter.set_state(data_state)
+        else:
+            start = 0
+            state = rt.init_fn(jax.random.key(cfg.seed))
+            if cfg.init_from:
+                state = state.replace(params=ckpt_lib.load_params(cfg.init_from, rt.abstract))
+        end = cfg.train.steps if cfg.train.run_steps == 0 else min(
+            cfg.train.steps, start + cfg.train.run_steps)
+        writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=cfg.train.steps,
+                                           enabled=is_main, progress_bar=cfg.train.progress_bar)
 
-    mcfg = ModelConfig.from_config(cfg.model)
-    flops_tok = flops_lib.flops_per_token(mcfg, cfg.data.seq_len)
-    peak = cfg.train.peak_flops or flops_lib.measure_matmul_flops()
-    writer.note(f"params {flops_lib.param_count(state.params):,}  FLOPs/token {flops_tok:.3g}  "
-                f"peak {peak / 1e9:.1f} GFLOP/s/device x {rt.mesh.size} devices  "
-                f"steps {start}->{end} of {cfg.train.steps}")
+        mcfg = ModelConfig.from_config(cfg.model)
+        flops_tok = flops_lib.flops_per_token(mcfg, cfg.data.seq_len)
+        peak = cfg.train.peak_flops or flops_lib.measure_matmul_flops()
+        writer.note(f"params {flops_lib.param_count(state.params):,}  FLOPs/token {flops_tok:.3g}  "
+                    f"peak {peak / 1e9:.1f} GFLOP/s/device x {rt.mesh.size} devices  "
+                    f"steps {start}->{end} of {cfg.train.steps}")
 
-    last_eval: dict = {}
-    pending = None  # (step, device metrics) of the step dispatched last
-    window_tokens, window_t0 = 0.0, time.perf_counter()
-
-    def report(step, device_metrics):
-      nonlocal window_tokens, window_t0
-      m = jax.device_get(device_metrics)
-      if not np.isfinite(m["loss"]):
-        raise FloatingPointError(f"non-finite loss {m['loss']} at step {step} (domains in the "
-                                 f"batch: {sorted({names[d] for d in m['domain_id']})}); the last "
-                                 "checkpoint is kept: lower train.lr or check the data")
-      window_tokens += float(m["tokens"])
-      if step % cfg.train.log_every and step != end:
-        return
-      elapsed = time.perf_counter() - window_t0
-      tok_s = window_tokens / max(elapsed, 1e-9)
-      scalars = {k: m[k] for k in ("loss", "token_loss", "grad_norm")}
-      scalars |= {k: v for k, v in m.items() if k.startswith("weighter/")}
-      valid_rows = m["domain_rows"].sum()
-      for i, n in enumerate(names):
-        if m["domain_rows"][i] > 0:  # mean weight relative to uniform (1 = uniform)
-          scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / m["domain_tokens"][i]
-          scalars[f"train/{n}/mean_weight"] = (m["domain_weight_sum"][i] * valid_rows /
-                                               m["domain_rows"][i])
-      scalars |= {"lr": float(train_lib.make_schedule(cfg.train)(step - 1)),
-                  "tokens_per_s": tok_s, "mfu": tok_s * flops_tok / (peak * rt.mesh.size)}
-      writer.write(step, scalars, {"losses": m["losses"], "weights": m["weights"]})
-      writer.progress(step, {"loss": scalars["token_loss"], "tok/s": tok_s})
-      window_tokens, window_t0 = 0.0, time.perf_counter()
-
-    for step in range(start + 1, end + 1):
-      state, device_metrics = rt.step_fn(state, rt.global_batch(next(train_iter)))
-      if pending is not None:
-        report(*pending)
-      pending = (step, device_metrics)
-      eval_now = step == cfg.train.steps or (cfg.train.eval_every and
-                                             step % cfg.train.eval_every == 0)
-      save_now = step % cfg.train.checkpoint_every == 0 or step == end
-      if eval_now or save_now:
-        report(*pending)
-        pending = None
-      if eval_now:
-        last_eval = _eval(rt, state.params, eval_batches)
-        writer.write(step, last_eval)
-        writer.note(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
-      if save_now:
-        checkpointer.save(step, state, train_iter.get_state(), host_state)
-      if eval_now or save_now:  # keep their time out of the next tokens/s window
+        last_eval: dict = {}
+        pending = None  # (step, device metrics) of the step dispatched last
         window_tokens, window_t0 = 0.0, time.perf_counter()
-    if pending is not None:
-      report(*pending)
-    checkpointer.close()
-    writer.close()
-  if is_main:
-    plots.plot_run(workdir)
-  return last_eval
+
+        def report(step, device_metrics):
+            nonlocal window_tokens, window_t0
+            m = jax.device_get(device_metrics)
+            if not np.isfinite(m["loss"]):
+                raise FloatingPointError(f"non-finite loss {m['loss']} at step {step} (domains in the "
+                                         f"batch: {sorted({names[d] for d in m['domain_id']})}); the last "
+                                         "checkpoint is kept: lower train.lr or check the data")
+            window_tokens += float(m["tokens"])
+            if step % cfg.train.log_every and step != end:
+                return
+            elapsed = time.perf_counter() - window_t0
+            tok_s = window_tokens / max(elapsed, 1e-9)
+            scalars = {k: m[k] for k in ("loss", "token_loss", "grad_norm")}
+            scalars |= {k: v for k, v in m.items() if k.startswith("weighter/")}
+            valid_rows = m["domain_rows"].sum()
+            for i, n in enumerate(names):
+                if m["domain_rows"][i] > 0:  # mean weight relative to uniform (1 = uniform)
+                    scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / m["domain_tokens"][i]
+                    scalars[f"train/{n}/mean_weight"] = (m["domain_weight_sum"][i] * valid_rows /
+                                                         m["domain_rows"][i])
+            scalars |= {"lr": float(train_lib.make_schedule(cfg.train)(step - 1)),
+                        "tokens_per_s": tok_s, "mfu": tok_s * flops_tok / (peak * rt.mesh.size)}
+            writer.write(step, scalars, {"losses": m["losses"], "weights": m["weights"]})
+            writer.progress(step, {"loss": scalars["token_loss"], "tok/s": tok_s})
+            window_tokens, window_t0 = 0.0, time.perf_counter()
+
+        for step in range(start + 1, end + 1):
+            state, device_metrics = rt.step_fn(state, rt.global_batch(next(train_iter)))
+            if pending is not None:
+                report(*pending)
+            pending = (step, device_metrics)
+            eval_now = step == cfg.train.steps or (cfg.train.eval_every and
+                                                   step % cfg.train.eval_every == 0)
+            save_now = step % cfg.train.checkpoint_every == 0 or step == end
+            if eval_now or save_now:
+                report(*pending)
+                pending = None
+            if eval_now:
+                last_eval = _eval(rt, state.params, eval_batches)
+                writer.write(step, last_eval)
+                writer.note(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
+            if save_now:
+                checkpointer.save(step, state, train_iter.get_state(), host_state)
+            if eval_now or save_now:  # keep their time out of the next tokens/s window
+                window_tokens, window_t0 = 0.0, time.perf_counter()
+        if pending is not None:
+            report(*pending)
+        checkpointer.close()
+        writer.close()
+    if is_main:
+        plots.plot_run(workdir)
+    return last_eval

@@ -14,58 +14,58 @@ from tensorboardX import SummaryWriter
 
 class MetricsWriter:
 
-  def __init__(self, workdir: str, *, start_step: int, total_steps: int, enabled: bool = True,
-               progress_bar: bool = True):
-    self.enabled = enabled
-    self._bar = None
-    if not enabled:
-      return
-    os.makedirs(workdir, exist_ok=True)
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    _truncate_after(self.path, start_step)
-    self._jsonl = open(self.path, "a")
-    self._tb = SummaryWriter(os.path.join(workdir, "tb"))
-    if progress_bar:
-      self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+    def __init__(self, workdir: str, *, start_step: int, total_steps: int, enabled: bool = True,
+                 progress_bar: bool = True):
+        self.enabled = enabled
+        self._bar = None
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        _truncate_after(self.path, start_step)
+        self._jsonl = open(self.path, "a")
+        self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+        if progress_bar:
+            self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
-  def write(self, step: int, scalars: dict, histograms: dict | None = None) -> None:
-    if not self.enabled:
-      return
-    scalars = {k: float(v) for k, v in scalars.items()}
-    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-    self._jsonl.flush()
-    for k, v in scalars.items():
-      self._tb.add_scalar(k, v, step)
-    for k, v in (histograms or {}).items():
-      self._tb.add_histogram(k, np.asarray(v), step)
+    def write(self, step: int, scalars: dict, histograms: dict | None = None) -> None:
+        if not self.enabled:
+            return
+        scalars = {k: float(v) for k, v in scalars.items()}
+        self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._jsonl.flush()
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, v, step)
+        for k, v in (histograms or {}).items():
+            self._tb.add_histogram(k, np.asarray(v), step)
 
-  def progress(self, step: int, postfix: dict) -> None:
-    if self._bar is not None:
-      self._bar.n = step
-      self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=True)
+    def progress(self, step: int, postfix: dict) -> None:
+        if self._bar is not None:
+            self._bar.n = step
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=True)
 
-  def note(self, text: str) -> None:
-    """A line for the person watching (printed above the bar)."""
-    if self.enabled:
-      (self._bar.write if self._bar is not None else print)(text)
+    def note(self, text: str) -> None:
+        """A line for the person watching (printed above the bar)."""
+        if self.enabled:
+            (self._bar.write if self._bar is not None else print)(text)
 
-  def close(self) -> None:
-    if self.enabled:
-      if self._bar is not None:
-        self._bar.close()
-      self._jsonl.close()
-      self._tb.close()
+    def close(self) -> None:
+        if self.enabled:
+            if self._bar is not None:
+                self._bar.close()
+            self._jsonl.close()
+            self._tb.close()
 
 
 def _truncate_after(path: str, step: int) -> None:
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-  with open(path, "w") as f:
-    f.writelines(keep)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(path, "w") as f:
+        f.writelines(keep)
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -27,206 +27,206 @@ Batch = dict[str, jax.Array]
 
 @struct.dataclass
 class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  rng: jax.Array  # for methods that draw at random; split, never reused
-  weighter_state: Any
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array  # for methods that draw at random; split, never reused
+    weighter_state: Any
 
 
 def make_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up, then cosine to min_lr_ratio * lr, or warm-up-stable-decay to 0."""
-  if train.schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(
-        0.0, train.lr, train.warmup_steps, max(train.steps, train.warmup_steps + 1),
-        end_value=train.lr * train.min_lr_ratio)
-  if train.schedule == "wsd":
-    decay = int(train.steps * train.decay_fraction)
-    stable = max(train.steps - train.warmup_steps - decay, 0)
-    return optax.join_schedules(
-        [optax.linear_schedule(0.0, train.lr, train.warmup_steps),
-         optax.constant_schedule(train.lr),
-         optax.linear_schedule(train.lr, 0.0, max(decay, 1))],
-        [train.warmup_steps, train.warmup_steps + stable])
-  raise ValueError(f"config.train.schedule={train.schedule!r} is unknown; use cosine or wsd")
+    """Linear warm-up, then cosine to min_lr_ratio * lr, or warm-up-stable-decay to 0."""
+    if train.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, train.lr, train.warmup_steps, max(train.steps, train.warmup_steps + 1),
+            end_value=train.lr * train.min_lr_ratio)
+    if train.schedule == "wsd":
+        decay = int(train.steps * train.decay_fraction)
+        stable = max(train.steps - train.warmup_steps - decay, 0)
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, train.lr, train.warmup_steps),
+             optax.constant_schedule(train.lr),
+             optax.linear_schedule(train.lr, 0.0, max(decay, 1))],
+            [train.warmup_steps, train.warmup_steps + stable])
+    raise ValueError(f"config.train.schedule={train.schedule!r} is unknown; use cosine or wsd")
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """AdamW with decay on matrices only, after an optional global-norm clip."""
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-  adamw = optax.adamw(make_schedule(train), b1=train.b1, b2=train.b2,
-                      weight_decay=train.weight_decay, mask=decay_mask)
-  if train.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(train.grad_clip), adamw)
-  return adamw
+    """AdamW with decay on matrices only, after an optional global-norm clip."""
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    adamw = optax.adamw(make_schedule(train), b1=train.b1, b2=train.b2,
+                        weight_decay=train.weight_decay, mask=decay_mask)
+    if train.grad_clip > 0:
+        return optax.chain(optax.clip_by_global_norm(train.grad_clip), adamw)
+    return adamw
 
 
 def _init_boxed(rng, *, model, tx, weighter, seq_len):
-  """The initial state with params still wrapped in their logical-axis boxes."""
-  init_rng, state_rng = jax.random.split(rng)
-  tokens = jnp.zeros((1, seq_len), jnp.int32)
-  params = model.init(init_rng, tokens, tokens, tokens)["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=state_rng, weighter_state=weighter.init())
+    """The initial state with params still wrapped in their logical-axis boxes."""
+    init_rng, state_rng = jax.random.split(rng)
+    tokens = jnp.zeros((1, seq_len), jnp.int32)
+    params = model.init(init_rng, tokens, tokens, tokens)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=state_rng, weighter_state=weighter.init())
 
 
 def state_layout(model, tx, weighter, seq_len: int, mesh, axis_rules):
-  """(abstract state with shardings attached, init function producing it sharded)."""
-  init = functools.partial(_init_boxed, model=model, tx=tx, weighter=weighter, seq_len=seq_len)
-  boxed = jax.eval_shape(init, jax.random.key(0))
-  shardings = sharding.logical_sharding(boxed, mesh, axis_rules)
-  sharding.check_divisible(nn.meta.unbox(boxed), shardings)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          nn.meta.unbox(boxed), shardings)
-  init_fn = jax.jit(lambda rng: nn.meta.unbox(init(rng)), out_shardings=shardings)
-  return abstract, init_fn
+    """(abstract state with shardings attached, init function producing it sharded)."""
+    init = functools.partial(_init_boxed, model=model, tx=tx, weighter=weighter, seq_len=seq_len)
+    boxed = jax.eval_shape(init, jax.random.key(0))
+    shardings = sharding.logical_sharding(boxed, mesh, axis_rules)
+    sharding.check_divisible(nn.meta.unbox(boxed), shardings)
+    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                            nn.meta.unbox(boxed), shardings)
+    init_fn = jax.jit(lambda rng: nn.meta.unbox(init(rng)), out_shardings=shardings)
+    return abstract, init_fn
 
 
 def example_losses(params, batch: Batch, model: nn.Module):
-  """(per-example mean token loss [B], summed token loss [B], loss-token count [B])."""
-  logits_BxLxV = model.apply({"params": params}, batch["inputs"], batch["positions"],
-                             batch["segment_ids"])
-  token_loss_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, batch["targets"])
-  mask_BxL = batch["loss_mask"].astype(jnp.float32)
-  loss_sum_B = (token_loss_BxL * mask_BxL).sum(-1)
-  tokens_B = mask_BxL.sum(-1)
-  return loss_sum_B / jnp.maximum(tokens_B, 1.0), loss_sum_B, tokens_B
+    """(per-example mean token loss [B], summed token loss [B], loss-token count [B])."""
+    logits_BxLxV = model.apply({"params": params}, batch["inputs"], batch["positions"],
+                               batch["segment_ids"])
+    token_loss_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, batch["targets"])
+    mask_BxL = batch["loss_mask"].astype(jnp.float32)
+    loss_sum_B = (token_loss_BxL * mask_BxL).sum(-1)
+    tokens_B = mask_BxL.sum(-1)
+    return loss_sum_B / jnp.maximum(tokens_B, 1.0), loss_sum_B, tokens_B
 
 
 def _microbatched(batch: Batch, k: int) -> Batch:
-  """[B, ...] -> [k, B/k, ...]; micro-batch j takes rows j, j+k, ... so each data shard keeps
-  its own rows (no communication)."""
-  return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+    """[B, ...] -> [k, B/k, ...]; micro-batch j takes rows j, j+k, ... so each data shard keeps
+    its own rows (no communication)."""
+    return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
 
 
 def _unmicrobatched(x_KxBk: jax.Array) -> jax.Array:
-  return x_KxBk.swapaxes(0, 1).reshape(-1, *x_KxBk.shape[2:])
+    return x_KxBk.swapaxes(0, 1).reshape(-1, *x_KxBk.shape[2:])
 
 
 def _domain_sums(values_B, domain_B, num_domains: int):
-  return jax.ops.segment_sum(values_B, domain_B, num_segments=num_domains)
+    return jax.ops.segment_sum(values_B, domain_B, num_segments=num_domains)
 
 
 def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                tx: optax.GradientTransformation, weighter: InstanceWeighter, num_domains: int,
                microbatches: int = 1) -> tuple[TrainState, dict]:
-  """One optimizer step on the global batch; returns the new state and device metrics."""
-  k = microbatches
-  domain_B = batch["domain_id"]
-  valid_B = batch["loss_mask"].sum(-1) > 0
+    """One optimizer step on the global batch; returns the new state and device metrics."""
+    k = microbatches
+    domain_B = batch["domain_id"]
+    valid_B = batch["loss_mask"].sum(-1) > 0
 
-  def weigh(losses_B):
-    return weighter(state.weighter_state, losses_B, domain_B, valid_B, state.step)
+    def weigh(losses_B):
+        return weighter(state.weighter_state, losses_B, domain_B, valid_B, state.step)
 
-  def weighted_loss(params, mb, w_B):
-    losses_B, loss_sum_B, tokens_B = example_losses(params, mb, model)
-    if w_B is None:  # single pass: weigh inside, on the detached losses
-      w_B, wstate, wmetrics = weigh(jax.lax.stop_gradient(losses_B) if weighter.needs_losses
-                                    else None)
+    def weighted_loss(params, mb, w_B):
+        losses_B, loss_sum_B, tokens_B = example_losses(params, mb, model)
+        if w_B is None:  # single pass: weigh inside, on the detached losses
+            w_B, wstate, wmetrics = weigh(jax.lax.stop_gradient(losses_B) if weighter.needs_losses
+                                          else None)
+        else:
+            wstate, wmetrics = None, None
+        w_B = jax.lax.stop_gradient(w_B)
+        return (w_B * losses_B).sum(), (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)
+
+    grad_fn = jax.value_and_grad(weighted_loss, has_aux=True)
+    if k == 1:
+        (loss, (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)), grads = grad_fn(
+            state.params, batch, None)
     else:
-      wstate, wmetrics = None, None
-    w_B = jax.lax.stop_gradient(w_B)
-    return (w_B * losses_B).sum(), (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)
+        mbs = _microbatched(batch, k)
+        if weighter.needs_losses:  # weights need every micro-batch's losses first
+            pre_losses = jax.lax.map(lambda mb: example_losses(state.params, mb, model)[0], mbs)
+            w_B, wstate, wmetrics = weigh(jax.lax.stop_gradient(_unmicrobatched(pre_losses)))
+        else:
+            w_B, wstate, wmetrics = weigh(None)
+        w_mbs = _microbatched({"w": w_B}, k)["w"]
 
-  grad_fn = jax.value_and_grad(weighted_loss, has_aux=True)
-  if k == 1:
-    (loss, (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)), grads = grad_fn(
-        state.params, batch, None)
-  else:
-    mbs = _microbatched(batch, k)
-    if weighter.needs_losses:  # weights need every micro-batch's losses first
-      pre_losses = jax.lax.map(lambda mb: example_losses(state.params, mb, model)[0], mbs)
-      w_B, wstate, wmetrics = weigh(jax.lax.stop_gradient(_unmicrobatched(pre_losses)))
-    else:
-      w_B, wstate, wmetrics = weigh(None)
-    w_mbs = _microbatched({"w": w_B}, k)["w"]
+        def accumulate(grads, xs):
+            mb, w = xs
+            (loss, aux), g = grad_fn(state.params, mb, w)
+            return jax.tree.map(jnp.add, grads, g), (loss,) + aux[:3]
 
-    def accumulate(grads, xs):
-      mb, w = xs
-      (loss, aux), g = grad_fn(state.params, mb, w)
-      return jax.tree.map(jnp.add, grads, g), (loss,) + aux[:3]
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        grads, (mb_loss, *per_example) = jax.lax.scan(accumulate, zeros, (mbs, w_mbs))
+        loss = mb_loss.sum()
+        losses_B, loss_sum_B, tokens_B = (_unmicrobatched(x) for x in per_example)
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    grads, (mb_loss, *per_example) = jax.lax.scan(accumulate, zeros, (mbs, w_mbs))
-    loss = mb_loss.sum()
-    losses_B, loss_sum_B, tokens_B = (_unmicrobatched(x) for x in per_example)
-
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  rng, _ = jax.random.split(state.rng)
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng,
-                            weighter_state=wstate)
-  metrics = {
-      "loss": loss,  # the weighted objective
-      "token_loss": loss_sum_B.sum() / jnp.maximum(tokens_B.sum(), 1.0),
-      "grad_norm": optax.global_norm(grads),
-      "tokens": tokens_B.sum(),
-      "losses": losses_B,
-      "weights": w_B,
-      "domain_id": domain_B,
-      "domain_loss_sum": _domain_sums(loss_sum_B, domain_B, num_domains),
-      "domain_tokens": _domain_sums(tokens_B, domain_B, num_domains),
-      "domain_weight_sum": _domain_sums(w_B, domain_B, num_domains),
-      "domain_rows": _domain_sums(valid_B.astype(jnp.float32), domain_B, num_domains),
-      **{f"weighter/{n}": v for n, v in wmetrics.items()},
-  }
-  return new_state, metrics
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    rng, _ = jax.random.split(state.rng)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng,
+                              weighter_state=wstate)
+    metrics = {
+        "loss": loss,  # the weighted objective
+        "token_loss": loss_sum_B.sum() / jnp.maximum(tokens_B.sum(), 1.0),
+        "grad_norm": optax.global_norm(grads),
+        "tokens": tokens_B.sum(),
+        "losses": losses_B,
+        "weights": w_B,
+        "domain_id": domain_B,
+        "domain_loss_sum": _domain_sums(loss_sum_B, domain_B, num_domains),
+        "domain_tokens": _domain_sums(tokens_B, domain_B, num_domains),
+        "domain_weight_sum": _domain_sums(w_B, domain_B, num_domains),
+        "domain_rows": _domain_sums(valid_B.astype(jnp.float32), domain_B, num_domains),
+        **{f"weighter/{n}": v for n, v in wmetrics.items()},
+    }
+    return new_state, metrics
 
 
 def eval_step(params, batch: Batch, *, model: nn.Module, num_domains: int) -> dict:
-  """Per-domain summed token loss and token counts of one batch (add them up over batches)."""
-  _, loss_sum_B, tokens_B = example_losses(params, batch, model)
-  return {"domain_loss_sum": _domain_sums(loss_sum_B, batch["domain_id"], num_domains),
-          "domain_tokens": _domain_sums(tokens_B, batch["domain_id"], num_domains)}
+    """Per-domain summed token loss and token counts of one batch (add them up over batches)."""
+    _, loss_sum_B, tokens_B = example_losses(params, batch, model)
+    return {"domain_loss_sum": _domain_sums(loss_sum_B, batch["domain_id"], num_domains),
+            "domain_tokens": _domain_sums(tokens_B, batch["domain_id"], num_domains)}
 
 
 def make_model(cfg: ml_collections.ConfigDict) -> model_lib.Decoder:
-  return model_lib.Decoder(model_lib.ModelConfig.from_config(cfg.model))
+    return model_lib.Decoder(model_lib.ModelConfig.from_config(cfg.model))
 
 
 @dataclasses.dataclass
 class Runtime:
-  """What one config compiles to on one mesh; built once per run."""
-  cfg: ml_collections.ConfigDict
-  mesh: jax.sharding.Mesh
-  rules: tuple
-  model: model_lib.Decoder
-  tx: optax.GradientTransformation
-  abstract: Any  # the TrainState as ShapeDtypeStructs with shardings: a restore target
-  init_fn: Any  # rng -> sharded initial TrainState
-  batch_shard: jax.sharding.NamedSharding
-  step_fn: Any  # (state, global batch) -> (state, metrics); donates the state
-  eval_fn: Any  # (params, global batch) -> per-domain loss sums and token counts
+    """What one config compiles to on one mesh; built once per run."""
+    cfg: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    rules: tuple
+    model: model_lib.Decoder
+    tx: optax.GradientTransformation
+    abstract: Any  # the TrainState as ShapeDtypeStructs with shardings: a restore target
+    init_fn: Any  # rng -> sharded initial TrainState
+    batch_shard: jax.sharding.NamedSharding
+    step_fn: Any  # (state, global batch) -> (state, metrics); donates the state
+    eval_fn: Any  # (params, global batch) -> per-domain loss sums and token counts
 
-  def context(self) -> contextlib.ExitStack:
-    """The mesh and logical-axis rules under which the steps trace."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(jax.set_mesh(self.mesh))
-    stack.enter_context(nn.logical_axis_rules(self.rules))
-    return stack
+    def context(self) -> contextlib.ExitStack:
+        """The mesh and logical-axis rules under which the steps trace."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.set_mesh(self.mesh))
+        stack.enter_context(nn.logical_axis_rules(self.rules))
+        return stack
 
-  def global_batch(self, local_batch: dict) -> Batch:
-    return sharding.to_global(local_batch, self.batch_shard, self.cfg.train.batch_size)
+    def global_batch(self, local_batch: dict) -> Batch:
+        return sharding.to_global(local_batch, self.batch_shard, self.cfg.train.batch_size)
 
 
 def build_runtime(cfg: ml_collections.ConfigDict, weighter: InstanceWeighter, num_domains: int,
                   devices=None, tx: optax.GradientTransformation | None = None,
                   num_eval_domains: int | None = None) -> Runtime:
-  """Mesh, model, optimizer (AdamW from the config unless `tx` is given), state layout and
-  the jitted steps with explicit shardings."""
-  mesh = sharding.make_mesh(cfg.mesh, devices)
-  rules = sharding.rules(cfg.mesh)
-  model = make_model(cfg)
-  tx = tx or make_optimizer(cfg.train)
-  abstract, init_fn = state_layout(model, tx, weighter, cfg.data.seq_len, mesh, rules)
-  state_shardings = jax.tree.map(lambda a: a.sharding, abstract)
-  batch_shard = sharding.batch_sharding(mesh, rules)
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, weighter=weighter,
-                        num_domains=num_domains, microbatches=cfg.train.microbatches),
-      in_shardings=(state_shardings, batch_shard), out_shardings=(state_shardings, None),
-      donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, model=model,
-                                      num_domains=num_eval_domains or num_domains),
-                    in_shardings=(state_shardings.params, batch_shard))
-  return Runtime(cfg, mesh, rules, model, tx, abstract, init_fn, batch_shard, step_fn, eval_fn)
+    """Mesh, model, optimizer (AdamW from the config unless `tx` is given), state layout and
+    the jitted steps with explicit shardings."""
+    mesh = sharding.make_mesh(cfg.mesh, devices)
+    rules = sharding.rules(cfg.mesh)
+    model = make_model(cfg)
+    tx = tx or make_optimizer(cfg.train)
+    abstract, init_fn = state_layout(model, tx, weighter, cfg.data.seq_len, mesh, rules)
+    state_shardings = jax.tree.map(lambda a: a.sharding, abstract)
+    batch_shard = sharding.batch_sharding(mesh, rules)
+    step_fn = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, weighter=weighter,
+                          num_domains=num_domains, microbatches=cfg.train.microbatches),
+        in_shardings=(state_shardings, batch_shard), out_shardings=(state_shardings, None),
+        donate_argnums=0)
+    eval_fn = jax.jit(functools.partial(eval_step, model=model,
+                                        num_domains=num_eval_domains or num_domains),
+                      in_shardings=(state_shardings.params, batch_shard))
+    return Runtime(cfg, mesh, rules, model, tx, abstract, init_fn, batch_shard, step_fn, eval_fn)

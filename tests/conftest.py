@@ -12,5 +12,5 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def one_device():
-  """Tests that don't test sharding run on one device: 8 simulated ones are 20x slower."""
-  return jax.devices()[:1]
+    """Tests that don't test sharding run on one device: 8 simulated ones are 20x slower."""
+    return jax.devices()[:1]

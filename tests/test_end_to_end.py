@@ -18,48 +18,48 @@ _TIMING = ("tokens_per_s", "mfu")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-  root = tmp_path_factory.mktemp("corpus")
-  words = {"alpha": "apple avocado apricot", "beta": "blue berry banana bread"}
-  for name, text in words.items():
-    os.makedirs(root / name)
-    for split, n in (("train", 60), ("validation", 6)):
-      with open(root / name / f"{split}-00000.jsonl", "w") as f:
-        for i in range(n):
-          f.write(json.dumps({"text": f"{text} {i} " * (1 + i % 5)}) + "\n")
-  return root
+    root = tmp_path_factory.mktemp("corpus")
+    words = {"alpha": "apple avocado apricot", "beta": "blue berry banana bread"}
+    for name, text in words.items():
+        os.makedirs(root / name)
+        for split, n in (("train", 60), ("validation", 6)):
+            with open(root / name / f"{split}-00000.jsonl", "w") as f:
+                for i in range(n):
+                    f.write(json.dumps({"text": f"{text} {i} " * (1 + i % 5)}) + "\n")
+    return root
 
 
 def _cfg(corpus, **train):
-  cfg = tiny_config(steps=6, checkpoint_every=3, eval_every=3, **train)
-  cfg.data.update(source="seqio", vocab="byte", heldout=False, eval_rows=8, seq_len=32,
-                  shuffle_buffer_size=16,
-                  domains=",".join(f"{n}={corpus}/{n}/{{split}}-*.jsonl" for n in ("alpha", "beta")))
-  cfg.model.update(vocab_size=320, max_len=32)
-  return cfg
+    cfg = tiny_config(steps=6, checkpoint_every=3, eval_every=3, **train)
+    cfg.data.update(source="seqio", vocab="byte", heldout=False, eval_rows=8, seq_len=32,
+                    shuffle_buffer_size=16,
+                    domains=",".join(f"{n}={corpus}/{n}/{{split}}-*.jsonl" for n in ("alpha", "beta")))
+    cfg.model.update(vocab_size=320, max_len=32)
+    return cfg
 
 
 def _train(cfg, workdir):
-  it, evals = main_lib.make_data(cfg)
-  return loop.train(cfg, workdir, train_iter=it, eval_batches=evals, weighter=Uniform(),
-                    devices=jax.devices()[:1])
+    it, evals = main_lib.make_data(cfg)
+    return loop.train(cfg, workdir, train_iter=it, eval_batches=evals, weighter=Uniform(),
+                      devices=jax.devices()[:1])
 
 
 def test_seqio_training_evaluates_per_domain_and_resumes_exactly(corpus, tmp_path):
-  straight = _train(_cfg(corpus), str(tmp_path / "a"))
-  assert set(straight) >= {"eval/alpha/loss", "eval/beta/loss", "eval/loss"}
-  for png in ("eval_loss.png", "domain_weights.png"):
-    assert os.path.getsize(tmp_path / "a" / png) > 1000
-  last = read_metrics(str(tmp_path / "a"))[-2]  # the last train line (an eval line follows)
-  assert last["train/alpha/mean_weight"] == pytest.approx(1.0)  # uniform
-  _train(_cfg(corpus, run_steps=3), str(tmp_path / "b"))
-  resumed = _train(_cfg(corpus), str(tmp_path / "b"))  # fresh pipeline, restored state
-  assert resumed == straight
-  strip = lambda ms: [{k: v for k, v in m.items() if k not in _TIMING} for m in ms]
-  assert strip(read_metrics(str(tmp_path / "a"))) == strip(read_metrics(str(tmp_path / "b")))
+    straight = _train(_cfg(corpus), str(tmp_path / "a"))
+    assert set(straight) >= {"eval/alpha/loss", "eval/beta/loss", "eval/loss"}
+    for png in ("eval_loss.png", "domain_weights.png"):
+        assert os.path.getsize(tmp_path / "a" / png) > 1000
+    last = read_metrics(str(tmp_path / "a"))[-2]  # the last train line (an eval line follows)
+    assert last["train/alpha/mean_weight"] == pytest.approx(1.0)  # uniform
+    _train(_cfg(corpus, run_steps=3), str(tmp_path / "b"))
+    resumed = _train(_cfg(corpus), str(tmp_path / "b"))  # fresh pipeline, restored state
+    assert resumed == straight
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in _TIMING} for m in ms]
+    assert strip(read_metrics(str(tmp_path / "a"))) == strip(read_metrics(str(tmp_path / "b")))
 
 
 def test_a_tokenizer_larger_than_the_model_vocab_is_rejected(corpus):
-  cfg = _cfg(corpus)
-  cfg.model.vocab_size = 100
-  with pytest.raises(ValueError, match="config.model.vocab_size"):
-    main_lib.make_data(cfg)
+    cfg = _cfg(corpus)
+    cfg.model.vocab_size = 100
+    with pytest.raises(ValueError, match="config.model.vocab_size"):
+        main_lib.make_data(cfg)

@@ -7,12 +7,12 @@ from lm.validation import validate_config
 
 
 def _check(cfg, num_devices=8):
-  validate_config(cfg, num_devices)
+    validate_config(cfg, num_devices)
 
 
 def test_the_tiny_config_is_valid():
-  cfg = tiny_config()
-  _check(cfg)
+    cfg = tiny_config()
+    _check(cfg)
 
 
 @pytest.mark.parametrize("mutate, field", [
@@ -29,26 +29,26 @@ def test_the_tiny_config_is_valid():
     (lambda c: c.model.update(remat="some"), "config.model.remat"),
 ])
 def test_bad_config_names_the_field(mutate, field):
-  cfg = tiny_config()
-  mutate(cfg)
-  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-    _check(cfg)
+    cfg = tiny_config()
+    mutate(cfg)
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        _check(cfg)
 
 
 def test_indivisible_sharding_names_the_parameter():
-  import jax
-  from lm import train as train_lib
-  from reweight.instance import Uniform
-  cfg = tiny_config()
-  cfg.model.num_heads = 2
-  cfg.mesh.shape = (2, 1, 4)
-  with pytest.raises(ValueError, match=r"\['attn'\].*can't be laid out"):
-    train_lib.build_runtime(cfg, Uniform(), 3, jax.devices()[:8])
+    import jax
+    from lm import train as train_lib
+    from reweight.instance import Uniform
+    cfg = tiny_config()
+    cfg.model.num_heads = 2
+    cfg.mesh.shape = (2, 1, 4)
+    with pytest.raises(ValueError, match=r"\['attn'\].*can't be laid out"):
+        train_lib.build_runtime(cfg, Uniform(), 3, jax.devices()[:8])
 
 
 def test_unknown_instance_weighter_is_rejected():
-  from reweight.instance import make_instance_weighter
-  cfg = tiny_config()
-  cfg.reweight.instance = "nope"
-  with pytest.raises(ValueError, match="config.reweight.instance"):
-    make_instance_weighter(cfg.reweight)
+    from reweight.instance import make_instance_weighter
+    cfg = tiny_config()
+    cfg.reweight.instance = "nope"
+    with pytest.raises(ValueError, match="config.reweight.instance"):
+        make_instance_weighter(cfg.reweight)

@@ -1,0 +1,15 @@
+"""Extremes loss-based reweighting on the tiny model: favours both loss extremes.
+
+  python main.py --config=configs/loss_extremes.py --workdir=workdirs/loss_extremes
+
+Sow et al. (ICLR 2025) scaled down: r = 0.4, the paper's 210M/684M setting.
+Uniform warm-up 15 of the tiny run's 300 steps (5%, as their 1000 of 20k).
+"""
+
+from configs import tiny
+
+
+def get_config():
+    c = tiny.get_config()
+    c.reweight.update(instance="loss_based", strategy="extremes", r=0.4, d=1.0, warmup_steps=15)
+    return c
