@@ -85,6 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.reweight = ml_collections.ConfigDict()
     c.reweight.instance = "uniform"  # per-example weighter inside the step
+    c.reweight.mixture = "fixed"  # domain-weight policy on the host (fixed = config.data.weights)
+    c.reweight.selector = "none"  # stage selector between training stages (none = as drawn)
     # loss_based (Sow et al. 2025) only, see reweight/loss_based.py:
     c.reweight.strategy = "quadratic"  # linupper | quadratic | extremes (fms-fsdp `upper` = linupper)
     c.reweight.r = 1.0  # softmax temperature; max weight ratio e^(d/r); larger is closer to uniform

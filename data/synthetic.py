@@ -60,11 +60,13 @@ class SyntheticMixture:
         self.weights = _parse_weights(weights, len(self.domain_names))
 
     def get_state(self) -> dict:
-        return {"step": self._step, "rows_used": self._rows_used.tolist()}
+        return {"step": self._step, "rows_used": self._rows_used.tolist(),
+                "weights": self.weights.tolist()}
 
     def set_state(self, state: dict) -> None:
         self._step = int(state["step"])
         self._rows_used = np.asarray(state["rows_used"], np.int64)
+        self.weights = _parse_weights(state["weights"], len(self.domain_names))
 
     def __iter__(self):
         return self

@@ -19,6 +19,7 @@ from lm import plots
 from lm import train as train_lib
 from lm.model import ModelConfig
 from reweight.instance import InstanceWeighter
+from reweight.mixture import Fixed, MixturePolicy
 
 
 class BatchSource(Protocol):
@@ -28,6 +29,7 @@ class BatchSource(Protocol):
     def __next__(self) -> dict: ...
     def get_state(self) -> dict: ...
     def set_state(self, state: dict) -> None: ...
+    def set_weights(self, weights) -> None: ...
 
 
 def _eval(rt: train_lib.Runtime, params, eval_sets: dict) -> dict:
@@ -59,11 +61,17 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str, *, eval_batches: dict
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSource,
-          eval_batches: dict, weighter: InstanceWeighter, devices=None) -> dict:
+          eval_batches: dict, weighter: InstanceWeighter, mixture: MixturePolicy | None = None,
+          devices=None) -> dict:
     """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
     checkpoint. `eval_batches` maps each eval domain to this process's rows of its batches.
-    Returns the last eval metrics."""
+    The mixture policy (default: keep the pipeline's weights) is updated every
+    `mixture.update_every` steps from the per-domain losses. Returns the last eval metrics."""
     names = list(train_iter.domain_names)
+    mixture = mixture or Fixed()
+    # What the policy sees: per-domain train loss sums since its last update, latest eval loss.
+    window_loss, window_tok = np.zeros(len(names)), np.zeros(len(names))
+    eval_loss: dict = {}
     rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
                                  num_eval_domains=len(eval_batches))
     is_main = jax.process_index() == 0
@@ -72,10 +80,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
         checkpointer = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
                                              keep=cfg.train.keep_checkpoints)
         start = checkpointer.latest_step()
-        host_state = {}
         if start is not None:
             state, data_state, host_state = checkpointer.restore(start, rt.abstract)
             train_iter.set_state(data_state)
+            mixture.set_state(host_state["mixture"]["policy"])
+            window_loss = np.asarray(host_state["mixture"]["window_loss"])
+            window_tok = np.asarray(host_state["mixture"]["window_tokens"])
+            eval_loss = host_state["mixture"]["eval_loss"]
         else:
             start = 0
             state = rt.init_fn(jax.random.key(cfg.seed))
@@ -98,13 +109,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
         window_tokens, window_t0 = 0.0, time.perf_counter()
 
         def report(step, device_metrics):
-            nonlocal window_tokens, window_t0
+            nonlocal window_tokens, window_t0, window_loss, window_tok
             m = jax.device_get(device_metrics)
             if not np.isfinite(m["loss"]):
                 raise FloatingPointError(f"non-finite loss {m['loss']} at step {step} (domains in the "
                                          f"batch: {sorted({names[d] for d in m['domain_id']})}); the last "
                                          "checkpoint is kept: lower train.lr or check the data")
             window_tokens += float(m["tokens"])
+            window_loss += m["domain_loss_sum"]
+            window_tok += m["domain_tokens"]
             if step % cfg.train.log_every and step != end:
                 return
             elapsed = time.perf_counter() - window_t0
@@ -131,16 +144,32 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
             eval_now = step == cfg.train.steps or (cfg.train.eval_every and
                                                    step % cfg.train.eval_every == 0)
             save_now = step % cfg.train.checkpoint_every == 0 or step == end
-            if eval_now or save_now:
+            update_now = mixture.update_every and step % mixture.update_every == 0
+            if eval_now or save_now or update_now:
                 report(*pending)
                 pending = None
             if eval_now:
                 last_eval = _eval(rt, state.params, eval_batches)
+                eval_loss = {n: last_eval[f"eval/{n}/loss"] for n in names
+                             if f"eval/{n}/loss" in last_eval}
                 writer.write(step, last_eval)
                 writer.note(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
+            if update_now:
+                seen = window_tok > 0
+                train_loss = {n: float(l / t) for n, l, t, s in
+                              zip(names, window_loss, window_tok, seen) if s}
+                weights = mixture.update(step, train_loss, eval_loss)
+                if weights is not None:  # applies from the next batch
+                    train_iter.set_weights(np.asarray(weights, np.float64))
+                    writer.write(step, {f"mixture/{n}/weight": w for n, w in zip(names, weights)})
+                window_loss, window_tok = np.zeros(len(names)), np.zeros(len(names))
             if save_now:
+                host_state = {"mixture": {"policy": mixture.get_state(),
+                                          "window_loss": window_loss.tolist(),
+                                          "window_tokens": window_tok.tolist(),
+                                          "eval_loss": eval_loss}}
                 checkpointer.save(step, state, train_iter.get_state(), host_state)
-            if eval_now or save_now:  # keep their time out of the next tokens/s window
+            if eval_now or save_now or update_now:  # keep their time out of the tokens/s window
                 window_tokens, window_t0 = 0.0, time.perf_counter()
         if pending is not None:
             report(*pending)

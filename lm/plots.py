@@ -20,13 +20,15 @@ def _series(metrics: list, suffix: str, prefix: str) -> dict:
 
 
 def plot_run(workdir: str) -> list[str]:
-    """Writes domain_weights.png (mean instance weight per domain, 1 = uniform) and
-    eval_loss.png (validation loss per domain); returns the paths written."""
+    """Writes domain_weights.png (mean instance weight per domain, 1 = uniform), eval_loss.png
+    (validation loss per domain) and, if a policy changed them, mixture_weights.png (sampling
+    weights per domain); returns the paths written."""
     metrics = read_metrics(workdir)
     written = []
     for name, prefix, suffix, ylabel in (
         ("domain_weights.png", "train/", "/mean_weight", "mean instance weight (1 = uniform)"),
-            ("eval_loss.png", "eval/", "/loss", "validation loss (nats/token)")):
+            ("eval_loss.png", "eval/", "/loss", "validation loss (nats/token)"),
+            ("mixture_weights.png", "mixture/", "/weight", "domain sampling weight")):
         series = _series(metrics, suffix, prefix)
         if not series:
             continue
