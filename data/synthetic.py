@@ -13,20 +13,10 @@ just its own rows of the global batch while agreeing on the draws.
 
 import numpy as np
 
+from data.pipeline import parse_weights
+
 PAD, EOS, FIRST_TOKEN = 0, 1, 3
 _TRAIN, _EVAL, _DRAWS, _CHAIN = 1, 2, 3, 4
-
-
-def _parse_weights(weights, num_domains: int) -> np.ndarray:
-    if isinstance(weights, str):
-        if weights == "uniform":
-            return np.full(num_domains, 1.0 / num_domains)
-        weights = [float(w) for w in weights.split(",")]
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (num_domains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"domain weights must be {num_domains} finite non-negative numbers with a "
-                         f"positive sum, got {weights!r}")
-    return w / w.sum()
 
 
 class SyntheticMixture:
@@ -45,7 +35,7 @@ class SyntheticMixture:
         self.rows = slice(process_index * global_batch // process_count,
                           (process_index + 1) * global_batch // process_count)
         self.mean_doc_len = mean_doc_len
-        self.weights = _parse_weights(weights, num_domains)
+        self.weights = parse_weights(weights, self.domain_names)
         self._chains = []
         for d in range(num_domains):
             rng = np.random.default_rng([seed, _CHAIN, d])
@@ -57,7 +47,7 @@ class SyntheticMixture:
 
     def set_weights(self, weights) -> None:
         """New weights apply from the next batch."""
-        self.weights = _parse_weights(weights, len(self.domain_names))
+        self.weights = parse_weights(weights, self.domain_names)
 
     def get_state(self) -> dict:
         return {"step": self._step, "rows_used": self._rows_used.tolist(),
@@ -66,7 +56,7 @@ class SyntheticMixture:
     def set_state(self, state: dict) -> None:
         self._step = int(state["step"])
         self._rows_used = np.asarray(state["rows_used"], np.int64)
-        self.weights = _parse_weights(state["weights"], len(self.domain_names))
+        self.weights = parse_weights(state["weights"], self.domain_names)
 
     def __iter__(self):
         return self

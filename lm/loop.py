@@ -104,6 +104,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                     f"peak {peak / 1e9:.1f} GFLOP/s/device x {rt.mesh.size} devices  "
                     f"steps {start}->{end} of {cfg.train.steps}")
 
+        schedule = train_lib.make_schedule(cfg.train)
         last_eval: dict = {}
         pending = None  # (step, device metrics) of the step dispatched last
         window_tokens, window_t0 = 0.0, time.perf_counter()
@@ -130,7 +131,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                     scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / m["domain_tokens"][i]
                     scalars[f"train/{n}/mean_weight"] = (m["domain_weight_sum"][i] * valid_rows /
                                                          m["domain_rows"][i])
-            scalars |= {"lr": float(train_lib.make_schedule(cfg.train)(step - 1)),
+            scalars |= {"lr": float(schedule(step - 1)),
                         "tokens_per_s": tok_s, "mfu": tok_s * flops_tok / (peak * rt.mesh.size)}
             writer.write(step, scalars, {"losses": m["losses"], "weights": m["weights"]})
             writer.progress(step, {"loss": scalars["token_loss"], "tok/s": tok_s})

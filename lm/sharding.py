@@ -75,13 +75,6 @@ def batch_sharding(mesh: Mesh, axis_rules: tuple) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*spec))
 
 
-def data_parallel_size(mesh: Mesh, axis_rules: tuple) -> int:
-    """How many ways the batch rows are split (the product of the mesh axes 'batch' maps to)."""
-    (axes,) = nn.logical_to_mesh_axes(("batch",), axis_rules)
-    axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
-    return math.prod(mesh.shape[a] for a in axes)
-
-
 def to_global(local_batch: dict, sharding: NamedSharding, global_rows: int) -> dict:
     """Assembles each process's rows into one global array per key (works multi-host)."""
     def one(x):
