@@ -61,16 +61,16 @@ def main(argv):
     sharding.maybe_initialize_distributed(cfg.mesh)
     validation.validate_config(cfg, jax.device_count(), jax.process_count())
     weighter = make_instance_weighter(cfg.reweight)
-    make_stage_selector(cfg.reweight)  # validates the name; the stage loop comes with MATES
+    selector = make_stage_selector(cfg)
     train_iter, eval_batches = make_data(cfg)
-    mixture = make_mixture_policy(cfg.reweight, train_iter.domain_names)
+    mixture = make_mixture_policy(cfg, train_iter.domain_names)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(cfg.to_json_best_effort(indent=2))
     if FLAGS.mode == "train":
         result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
-                            weighter=weighter, mixture=mixture)
+                            weighter=weighter, mixture=mixture, selector=selector)
     else:
         result = loop.evaluate(cfg, workdir, eval_batches=eval_batches, weighter=weighter)
     if jax.process_index() == 0:

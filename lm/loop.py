@@ -20,6 +20,7 @@ from lm import train as train_lib
 from lm.model import ModelConfig
 from reweight.instance import InstanceWeighter
 from reweight.mixture import Fixed, MixturePolicy
+from reweight.selector import NoSelection, StageSelector
 
 
 class BatchSource(Protocol):
@@ -44,7 +45,9 @@ def _eval(rt: train_lib.Runtime, params, eval_sets: dict) -> dict:
     totals = jax.device_get(totals)
     per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
     seen = totals["domain_tokens"] > 0
+    accuracy = totals["domain_exact"] / np.maximum(totals["domain_rows"], 1)
     result = {f"eval/{n}/loss": float(l) for n, l, s in zip(names, per_domain, seen) if s}
+    result |= {f"eval/{n}/accuracy": float(a) for n, a, s in zip(names, accuracy, seen) if s}
     result["eval/loss"] = float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1))
     result["eval/loss_domain_mean"] = float(per_domain[seen].mean())
     return result
@@ -62,13 +65,16 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str, *, eval_batches: dict
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSource,
           eval_batches: dict, weighter: InstanceWeighter, mixture: MixturePolicy | None = None,
-          devices=None) -> dict:
+          selector: StageSelector | None = None, devices=None) -> dict:
     """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
     checkpoint. `eval_batches` maps each eval domain to this process's rows of its batches.
     The mixture policy (default: keep the pipeline's weights) is updated every
-    `mixture.update_every` steps from the per-domain losses. Returns the last eval metrics."""
+    `mixture.update_every` steps from the per-domain losses; the stage selector (default: none)
+    chooses each later stage's rows before its first step. Returns the last eval metrics."""
     names = list(train_iter.domain_names)
     mixture = mixture or Fixed()
+    selector = selector or NoSelection()
+    train_iter = selector.wrap(train_iter)
     # What the policy sees: per-domain train loss sums since its last update, latest eval loss.
     window_loss, window_tok = np.zeros(len(names)), np.zeros(len(names))
     eval_loss: dict = {}
@@ -96,6 +102,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
             cfg.train.steps, start + cfg.train.run_steps)
         writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=cfg.train.steps,
                                            enabled=is_main, progress_bar=cfg.train.progress_bar)
+        if start == 0 and (weights := mixture.initial_weights()) is not None:
+            train_iter.set_weights(np.asarray(weights, np.float64))
+            writer.write(0, {f"mixture/{n}/weight": w for n, w in zip(names, weights)})
 
         mcfg = ModelConfig.from_config(cfg.model)
         flops_tok = flops_lib.flops_per_token(mcfg, cfg.data.seq_len)
@@ -138,6 +147,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
             window_tokens, window_t0 = 0.0, time.perf_counter()
 
         for step in range(start + 1, end + 1):
+            if selector.stage_steps and step > 1 and (step - 1) % selector.stage_steps == 0:
+                if stage_metrics := selector.select(step - 1, state, rt):
+                    writer.write(step - 1, stage_metrics)
             state, device_metrics = rt.step_fn(state, rt.global_batch(next(train_iter)))
             if pending is not None:
                 report(*pending)
@@ -153,8 +165,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                 last_eval = _eval(rt, state.params, eval_batches)
                 eval_loss = {n: last_eval[f"eval/{n}/loss"] for n in names
                              if f"eval/{n}/loss" in last_eval}
+                mixture.observe_eval(step, eval_loss)
                 writer.write(step, last_eval)
-                writer.note(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
+                writer.note(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in last_eval.items()
+                                                         if k.endswith("loss")))
             if update_now:
                 seen = window_tok > 0
                 train_loss = {n: float(l / t) for n, l, t, s in

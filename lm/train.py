@@ -82,12 +82,17 @@ def state_layout(model, tx, weighter, seq_len: int, mesh, axis_rules):
     return abstract, init_fn
 
 
-def example_losses(params, batch: Batch, model: nn.Module):
-    """(per-example mean token loss [B], summed token loss [B], loss-token count [B])."""
+def _token_losses(params, batch: Batch, model: nn.Module):
+    """(logits [B, L, V], per-token loss [B, L], loss mask as float [B, L])."""
     logits_BxLxV = model.apply({"params": params}, batch["inputs"], batch["positions"],
                                batch["segment_ids"])
     token_loss_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, batch["targets"])
-    mask_BxL = batch["loss_mask"].astype(jnp.float32)
+    return logits_BxLxV, token_loss_BxL, batch["loss_mask"].astype(jnp.float32)
+
+
+def example_losses(params, batch: Batch, model: nn.Module):
+    """(per-example mean token loss [B], summed token loss [B], loss-token count [B])."""
+    _, token_loss_BxL, mask_BxL = _token_losses(params, batch, model)
     loss_sum_B = (token_loss_BxL * mask_BxL).sum(-1)
     tokens_B = mask_BxL.sum(-1)
     return loss_sum_B / jnp.maximum(tokens_B, 1.0), loss_sum_B, tokens_B
@@ -174,10 +179,19 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 
 
 def eval_step(params, batch: Batch, *, model: nn.Module, num_domains: int) -> dict:
-    """Per-domain summed token loss and token counts of one batch (add them up over batches)."""
-    _, loss_sum_B, tokens_B = example_losses(params, batch, model)
-    return {"domain_loss_sum": _domain_sums(loss_sum_B, batch["domain_id"], num_domains),
-            "domain_tokens": _domain_sums(tokens_B, batch["domain_id"], num_domains)}
+    """Per-domain sums over one batch (add them up over batches): token loss, loss tokens, rows
+    with any loss token, and exact-match rows. A row is an exact match when the argmax at every
+    loss token is its target, which is when greedy decoding reproduces the target continuation
+    (for cloze or question-answer rows whose loss mask covers only the answer)."""
+    logits_BxLxV, token_loss_BxL, mask_BxL = _token_losses(params, batch, model)
+    wrong_BxL = (logits_BxLxV.argmax(-1) != batch["targets"]) & (mask_BxL > 0)
+    rows_B = (mask_BxL.sum(-1) > 0).astype(jnp.float32)
+    domain_B = batch["domain_id"]
+    return {"domain_loss_sum": _domain_sums((token_loss_BxL * mask_BxL).sum(-1), domain_B,
+                                            num_domains),
+            "domain_tokens": _domain_sums(mask_BxL.sum(-1), domain_B, num_domains),
+            "domain_rows": _domain_sums(rows_B, domain_B, num_domains),
+            "domain_exact": _domain_sums(rows_B * (~wrong_BxL.any(-1)), domain_B, num_domains)}
 
 
 def make_model(cfg: ml_collections.ConfigDict) -> model_lib.Decoder:

@@ -16,6 +16,13 @@ import numpy as np
 class MixturePolicy(Protocol):
     update_every: int  # steps between updates; 0 = never (the pipeline keeps its weights)
 
+    def initial_weights(self) -> np.ndarray | None:
+        """Weights for the first batch of a fresh run (None = the data config's weights)."""
+
+    def observe_eval(self, step: int, eval_loss: dict) -> None:
+        """Called after every evaluation with domain -> validation loss (for policies that
+        keep a window of evaluations; the `eval_loss` given to `update` is only the latest)."""
+
     def update(self, step: int, train_loss: dict, eval_loss: dict) -> np.ndarray | None:
         """New sampling weights in domain order (None = keep the current ones).
 
@@ -32,6 +39,12 @@ class Fixed:
 
     update_every = 0
 
+    def initial_weights(self):
+        return None
+
+    def observe_eval(self, step, eval_loss):
+        pass
+
     def update(self, step, train_loss, eval_loss):
         return None
 
@@ -45,11 +58,12 @@ class Fixed:
 _POLICIES = {"fixed": lambda cfg, names: Fixed()}
 
 
-def make_mixture_policy(reweight_cfg: ml_collections.ConfigDict,
+def make_mixture_policy(cfg: ml_collections.ConfigDict,
                         domain_names: Sequence[str]) -> MixturePolicy:
-    """Builds the policy named by `config.reweight.mixture` over the training domains."""
-    name = reweight_cfg.mixture
+    """Builds the policy named by `config.reweight.mixture` over the training domains, from
+    the whole experiment config (a policy may need train.steps, the seed or data.weights)."""
+    name = cfg.reweight.mixture
     if name not in _POLICIES:
         raise ValueError(f"config.reweight.mixture={name!r} is not a known mixture policy; "
                          f"choose one of {sorted(_POLICIES)}")
-    return _POLICIES[name](reweight_cfg, list(domain_names))
+    return _POLICIES[name](cfg, list(domain_names))

@@ -21,6 +21,12 @@ class ChaseHighestLoss:
     def __init__(self, names):
         self.names, self.calls = names, []
 
+    def initial_weights(self):
+        return None
+
+    def observe_eval(self, step, eval_loss):
+        pass
+
     def update(self, step, train_loss, eval_loss):
         self.calls.append((step, dict(train_loss), dict(eval_loss)))
         w = np.zeros(len(self.names))
@@ -92,7 +98,7 @@ def test_resume_mid_window_is_exact(tmp_path):
 
 def test_default_policy_is_fixed_and_unknown_names_fail():
     cfg = tiny_config()
-    assert isinstance(make_mixture_policy(cfg.reweight, ["a"]), Fixed)
+    assert isinstance(make_mixture_policy(cfg, ["a"]), Fixed)
     cfg.reweight.mixture = "nope"
     with pytest.raises(ValueError, match="config.reweight.mixture"):
-        make_mixture_policy(cfg.reweight, ["a"])
+        make_mixture_policy(cfg, ["a"])
