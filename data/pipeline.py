@@ -15,7 +15,8 @@ Config format (`config.data`):
   data_dir:      root of the built-in corpus ({data_dir}/corpus/{domain}/{split}-*.jsonl)
   text_key:      JSON / TFDS feature holding the text (default "text")
   tfds_data_dir: where TFDS datasets were built
-  weights:       "uniform", "0.5,0.3,0.2" (in domain order) or "books:2,code:1" (others 0)
+  weights:       "uniform", "0.5,0.3,0.2" (in domain order), "books:2,code:1" (others 0) or
+                 "file:PATH" (a file holding one of these, e.g. a sweep's mixture.txt)
   seed:          seeds the domain draws and each domain's shuffle
 """
 
@@ -113,6 +114,13 @@ def parse_weights(weights: str | Sequence[float] | Mapping[str, float] | None,
     """"uniform" / None, "0.5,0.5", "name:w,...", a sequence or a mapping -> probabilities."""
     if weights is None or (isinstance(weights, str) and weights.strip() == "uniform"):
         return np.full(len(domain_names), 1.0 / len(domain_names))
+    if isinstance(weights, str) and weights.strip().startswith("file:"):
+        path = weights.strip()[len("file:"):]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"weights file {path!r} (from {weights!r}) does not exist: "
+                                    "write it first (a sweep or DoReMi run writes mixture.txt)")
+        with open(path) as f:
+            return parse_weights(f.read().strip(), domain_names)
     if isinstance(weights, str):
         parts = [p.strip() for p in weights.split(",") if p.strip()]
         try:
@@ -124,6 +132,39 @@ def parse_weights(weights: str | Sequence[float] | Mapping[str, float] | None,
             raise ValueError(f"cannot parse weights {weights!r}: write 'uniform', "
                              "comma-separated floats, or 'name:w,...'") from None
     return validate_weights(weights, domain_names)
+
+
+def natural_token_counts(specs: Sequence[DomainSpec], vocab_path: str | None,
+                         sample_bytes: int = 1 << 18) -> np.ndarray:
+    """Estimated training tokens per domain: the train files' bytes times tokens per byte
+    measured on the first `sample_bytes` of each domain's first file (vocab_path: a
+    SentencePiece model, or None for byte tokens). Reads no TensorFlow; about a second."""
+    import glob
+    import json
+
+    sp = None
+    if vocab_path is not None:
+        import sentencepiece
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(vocab_path))
+    counts = []
+    for spec in specs:
+        if spec.kind == "tfds":
+            raise ValueError(f"domain {spec.name!r} is a TFDS dataset: natural token counts "
+                             "are only estimated for jsonl / text files; give weights instead")
+        files = sorted(glob.glob(spec.pattern.replace("{split}", "train")))
+        if not files:
+            raise FileNotFoundError(f"domain {spec.name!r}: no train files match "
+                                    f"{spec.pattern!r}; build the corpus or fix the glob")
+        lines, used = [], 0
+        with open(files[0], "rb") as f:
+            while used < sample_bytes and (line := f.readline()):
+                lines.append(line.decode("utf-8", errors="replace"))
+                used += len(line)
+        texts = [json.loads(l)[spec.text_key] for l in lines if l.strip()] \
+            if spec.kind == "jsonl" else lines
+        tokens = sum(len(sp.encode(t)) if sp else len(t.encode("utf-8")) for t in texts)
+        counts.append(sum(os.path.getsize(p) for p in files) * tokens / max(used, 1))
+    return np.asarray(counts, np.float64)
 
 
 def _resolve(domains: Sequence[DomainSpec | str], data_dir: str) -> list[DomainSpec]:
