@@ -95,4 +95,43 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.r_schedule = "constant"  # constant | step (r_start, then r) | linear (r_start to r)
     c.reweight.r_start = 100.0  # step/linear schedules: r at step 0
     c.reweight.r_schedule_steps = 0  # step/linear schedules: steps until r is reached (> 0)
+    # Mixture policies of reweight/schedule.py, doremi.py, odm.py (reweight.mixture = natural |
+    # schedule | upsample | doremi | odm). WEIGHTS below: uniform | natural | name:w,... | file:PATH
+    c.reweight.schedule = ml_collections.ConfigDict()
+    c.reweight.schedule.phases = "0=natural"  # "FRACTION=WEIGHTS;..." over the fraction of steps
+    c.reweight.upsample = ml_collections.ConfigDict()
+    c.reweight.upsample.base = "natural"  # WEIGHTS before the switch
+    c.reweight.upsample.domains = "code,math"  # domains upsampled at the end
+    c.reweight.upsample.factor = 2.0  # their weights times this, renormalised (others keep ratios)
+    c.reweight.upsample.last_fraction = 0.15  # final fraction of train.steps in the upsampled mix
+    c.reweight.doremi = ml_collections.ConfigDict()
+    c.reweight.doremi.reference = ""  # the reference run's eval.json (per-domain losses)
+    c.reweight.doremi.eta = 1.0  # step size of log alpha += eta * excess loss
+    c.reweight.doremi.smoothing = 1e-3  # c: alpha = (1 - c) alpha + c / K
+    c.reweight.doremi.update_every = 10  # steps between updates (the paper: 1; each syncs)
+    c.reweight.doremi.signal = "train"  # proxy loss: train (since last update) | eval (latest)
+    c.reweight.odm = ml_collections.ConfigDict()
+    c.reweight.odm.smoothing = 0.9  # a: reward R = a R + (1 - a) loss / pi
+    c.reweight.odm.update_every = 10  # steps per bandit round
+
+    # --mode=sweep only (sweep.py, reweight/regmix.py): RegMix-style mixture sweep.
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep.num_trials = 64  # proxy trainings, one per drawn mixture (>= 2)
+    c.sweep.center = "natural"  # WEIGHTS at the Dirichlet's mean
+    c.sweep.dirichlet_strengths = "0.3,1,3"  # concentration scales (> 0), cycled over trials
+    c.sweep.max_epochs = 4.0  # redraw a mixture that repeats a domain more often in target_tokens
+    c.sweep.target_tokens = 0  # tokens of the run the mixture is for (0 = a proxy's own tokens)
+    c.sweep.min_weight = 0.01  # weights below this are zeroed (then renormalised)
+    c.sweep.target = "average"  # eval domain whose loss to minimise, or average (training domains)
+    c.sweep.regression = "ridge"  # ridge (linear) | gbm (gradient-boosted trees, scikit-learn)
+    c.sweep.ridge_alpha = 1e-4  # ridge penalty
+    c.sweep.holdout_fraction = 0.25  # trials held out to report the regression's Spearman
+    c.sweep.num_simulations = 100_000  # mixtures drawn for prediction
+    c.sweep.top_k = 128  # the chosen mixture: mean of the k best predicted
+    c.sweep.backend = "local"  # local (in this process) | ray
+    c.sweep.ray_address = ""  # "" = start a local Ray; else ray.init(address=...), e.g. "auto"
+    c.sweep.ray_cpus_per_trial = 1.0  # Ray resources each trial asks for
+    c.sweep.ray_gpus_per_trial = 0.0  # Ray resources each trial asks for
+    c.sweep.trial = -1  # run only this trial (array jobs); -1 = every missing trial, then fit
+    c.sweep.vmap_trials = 1  # local: trials trained together with jax.vmap (1 = one at a time)
     return c

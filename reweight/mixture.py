@@ -12,6 +12,8 @@ from typing import Protocol, Sequence
 import ml_collections
 import numpy as np
 
+from reweight import doremi, odm, schedule
+
 
 class MixturePolicy(Protocol):
     update_every: int  # steps between updates; 0 = never (the pipeline keeps its weights)
@@ -55,7 +57,14 @@ class Fixed:
         pass
 
 
-_POLICIES = {"fixed": lambda cfg, names: Fixed()}
+_POLICIES = {
+    "fixed": lambda cfg, names: Fixed(),
+    "natural": lambda cfg, names: schedule.Schedule([0], [schedule.natural_weights(cfg, names)]),
+    "schedule": lambda cfg, names: schedule.parse_phases(cfg.reweight.schedule.phases, cfg, names),
+    "upsample": schedule.end_upsampling,
+    "doremi": doremi.from_config,
+    "odm": odm.from_config,
+}
 
 
 def make_mixture_policy(cfg: ml_collections.ConfigDict,

@@ -1,0 +1,16 @@
+"""DoReMi step 2: the proxy, same size as the reference, its domain weights driven by the
+excess loss over the reference. Writes the averaged weights to WORKDIR/mixture.txt; train on
+them with `--config.data.weights=file:workdirs/doremi_proxy/mixture.txt`.
+
+  python main.py --config=configs/doremi_proxy.py --workdir=workdirs/doremi_proxy
+"""
+
+from configs import tiny
+
+
+def get_config():
+    c = tiny.get_config()
+    c.reweight.mixture = "doremi"
+    c.reweight.doremi.update(reference="workdirs/doremi_reference/eval.json", eta=1.0,
+                             smoothing=1e-3, update_every=10)
+    return c

@@ -1,0 +1,72 @@
+"""DoReMi's update matches its formula on hand-made losses; the reference losses load from a
+reference run's eval.json; the averaged alpha is written for other configs to use."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from helpers import synthetic, tiny_config
+from lm import loop
+from lm.metrics import read_metrics
+from reweight.doremi import DoReMi, load_reference_losses
+from reweight.instance import Uniform
+from reweight.mixture import make_mixture_policy
+
+
+def _expected(alpha, excess, eta, c):
+    a = alpha * np.exp(eta * excess)
+    return (1 - c) * a / a.sum() + c / len(alpha)
+
+
+def test_update_matches_the_formula():
+    names = ["a", "b", "c"]
+    p = DoReMi(names, np.array([1.0, 2.0, 3.0]), eta=0.5, smoothing=0.1, update_every=1)
+    np.testing.assert_allclose(p.initial_weights(), [1 / 3] * 3)
+    w1 = p.update(1, {"a": 2.0, "b": 1.5, "c": 4.0}, {})
+    excess1 = np.array([1.0, 0.0, 1.0])  # max(l_proxy - l_ref, 0)
+    np.testing.assert_allclose(w1, _expected(np.full(3, 1 / 3), excess1, 0.5, 0.1))
+    w2 = p.update(2, {"a": 1.0, "b": 2.5}, {})  # c not drawn: keeps its last excess (1.0)
+    np.testing.assert_allclose(w2, _expected(w1, np.array([0.0, 0.5, 1.0]), 0.5, 0.1))
+    np.testing.assert_allclose(p.final_weights(), (w1 + w2) / 2)
+    q = DoReMi(names, np.array([1.0, 2.0, 3.0]), eta=0.5, smoothing=0.1)
+    q.set_state(json.loads(json.dumps(p.get_state())))
+    np.testing.assert_allclose(q.final_weights(), p.final_weights())
+    assert p.update(3, {"a": 9.0}, {}) is not None and q.update(3, {"a": 9.0}, {}) is not None
+    np.testing.assert_allclose(p.alpha, q.alpha)
+
+
+def test_eval_signal_and_bad_settings(tmp_path):
+    p = DoReMi(["a", "b"], np.array([1.0, 1.0]), eta=1.0, smoothing=0.0, signal="eval")
+    assert p.update(10, {"a": 5.0}, {}) is None  # no evaluation yet
+    w = p.update(20, {"a": 5.0}, {"a": 1.0, "b": 1.0 + np.log(3.0)})
+    np.testing.assert_allclose(w, [0.25, 0.75])
+    with pytest.raises(ValueError, match="eta"):
+        DoReMi(["a", "b"], np.zeros(2), eta=0.0)
+    with pytest.raises(FileNotFoundError, match="doremi.reference"):
+        load_reference_losses(str(tmp_path / "none.json"), ["a"])
+    (tmp_path / "eval.json").write_text(json.dumps({"eval/a/loss": 2.0, "b": 3.0}))
+    np.testing.assert_allclose(load_reference_losses(str(tmp_path / "eval.json"), ["a", "b"]),
+                               [2.0, 3.0])
+    with pytest.raises(ValueError, match=r"\['c'\]"):
+        load_reference_losses(str(tmp_path / "eval.json"), ["a", "c"])
+
+
+def test_reference_then_proxy_trains_and_logs_weights(tmp_path):
+    ref_cfg = tiny_config(steps=6)
+    ref_it = synthetic(ref_cfg)
+    result = loop.train(ref_cfg, str(tmp_path / "ref"), train_iter=ref_it,
+                        eval_batches=ref_it.eval_batches(8), weighter=Uniform(),
+                        devices=jax.devices()[:1])
+    (tmp_path / "eval.json").write_text(json.dumps(result))
+    cfg = tiny_config(steps=6)
+    cfg.reweight.mixture = "doremi"
+    cfg.reweight.doremi.update(reference=str(tmp_path / "eval.json"), update_every=2)
+    it = synthetic(cfg)
+    policy = make_mixture_policy(cfg, it.domain_names)
+    loop.train(cfg, str(tmp_path / "proxy"), train_iter=it, eval_batches=it.eval_batches(8),
+               weighter=Uniform(), mixture=policy, devices=jax.devices()[:1])
+    logged = [m for m in read_metrics(str(tmp_path / "proxy")) if "mixture/synthetic_0/weight" in m]
+    assert [m["step"] for m in logged] == [0, 2, 4, 6]
+    assert policy.updates == 3 and policy.final_weights().sum() == pytest.approx(1.0)
