@@ -2,7 +2,9 @@
 
 --mode=train trains (resuming from DIR's latest checkpoint if there is one);
 --mode=eval reports per-domain validation loss of DIR's latest checkpoint (or config.init_from).
-Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json.
+--mode=sweep runs a RegMix mixture sweep of proxy trainings in DIR (see sweep.py).
+Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json, and
+mixture.txt for a policy that produces a mixture (DoReMi).
 """
 
 import json
@@ -13,7 +15,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "what to run")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep"], "what to run")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -29,8 +31,19 @@ def make_data(cfg):
                               weights=cfg.data.weights, seed=cfg.seed, process_index=index,
                               process_count=count)
         return it, it.eval_batches(cfg.data.eval_rows)
+    if cfg.data.source == "lego":
+        from data import lego
+        if cfg.model.vocab_size < lego.VOCAB_SIZE:
+            raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
+                             f"LEGO's {lego.VOCAB_SIZE} words: raise it")
+        gen = lego.Lego(cfg.data.lego_k, cfg.data.lego_supervision, cfg.data.seq_len, cfg.seed,
+                        eval_examples=cfg.data.eval_rows)
+        common = dict(global_batch=cfg.train.batch_size, process_index=index, process_count=count)
+        return (lego.make_train_iter(gen, weights=cfg.data.weights, seed=cfg.seed, **common),
+                lego.make_eval_batches(gen, **common))
     if cfg.data.source != "seqio":
-        raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use seqio or synthetic")
+        raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use seqio, "
+                         "synthetic or lego")
     from data import pipeline, tokenizer
     specs = pipeline.specs_from_config(cfg.data)
     vocab = tokenizer.load_vocabulary(
@@ -52,6 +65,10 @@ def main(argv):
     del argv
     cfg, workdir = FLAGS.config, FLAGS.workdir
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if FLAGS.mode == "sweep":  # many trainings, each through make_data (sweep.py)
+        import sweep
+        print(json.dumps(sweep.run(cfg, workdir, make_data)))
+        return
     import jax
     from lm import loop, sharding, validation
     from reweight.instance import make_instance_weighter
@@ -76,6 +93,10 @@ def main(argv):
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             json.dump(result, f, indent=2)
+        if FLAGS.mode == "train" and hasattr(mixture, "final_weights"):  # e.g. DoReMi's mean
+            from reweight.schedule import write_mixture
+            write_mixture(os.path.join(workdir, "mixture.txt"), train_iter.domain_names,
+                          mixture.final_weights())
         print(json.dumps(result))
 
 

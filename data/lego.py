@@ -1,0 +1,247 @@
+"""LEGO (Zhang et al. 2022), the synthetic skills task of Skill-It: chains of binary variables.
+
+An example has k variables x_1 .. x_k in a chain: `x_1 = val v_1` and, for each child,
+`x_i = val x_{i-1}` or `x_i = not x_{i-1}`. Per example the values and operations are fresh
+and the names are a random permutation of a-z; the clauses are shuffled and written
+`Input: c1 , c2 , ... Output: <x_s> = val <v_s>`. Skill s asks for the depth-s variable, so
+it takes exactly s hops through the clauses (skill 1, the root, copies the only digit).
+
+Tokens are words from a 36-word vocabulary (`VOCAB`), one example per row, padded with 0.
+Two ways of supervising (`supervision`):
+  answer  loss on the answer digit only (the Skill-It setting);
+  chain   the output spells the resolution, `Output: <x_s> = x_1 v_1 x_2 v_2 .. x_s v_s`,
+          with loss on every chain token: each step is then one hop (a value read from the
+          row before it), as in the original LEGO paper's all-variable supervision. From
+          scratch at small scale, answer-only loss leaves skills 2-5 at chance for thousands
+          of steps (shared/methods.md, section 3); chain supervision is what made them learnable.
+Eval rows carry the loss mask on the same tokens, so the loop's exact-match accuracy is greedy
+decoding of the whole answer.
+
+Rows are a pure function of (seed, stream, skill, index): training streams are counters, the
+domain of each row is drawn by `data.mixing.Mixer`, and the validation set (distinct examples,
+none of which appears in training) is fixed by the seed. `register_seqio_tasks` exposes the
+same rows as one seqio Task per skill.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Sequence
+
+import numpy as np
+
+from data.mixing import Mixer, pad_rows, rows_per_process
+
+VOCAB = ("<pad>", "<eos>", "Input:", "Output:", "=", "val", "not", ",", "0", "1",
+         *string.ascii_lowercase)
+VOCAB_SIZE = len(VOCAB)
+TOKEN = {w: i for i, w in enumerate(VOCAB)}
+SUPERVISIONS = ("answer", "chain")
+_TRAIN, _EVAL = 1, 2
+
+
+def skill_names(k: int) -> list[str]:
+    return [f"skill_{s}" for s in range(1, k + 1)]
+
+
+def seq_len_needed(k: int, supervision: str) -> int:
+    """Tokens in the longest row: Input + k clauses of 4 + (k-1) commas + Output + answer."""
+    prompt = 1 + 4 * k + (k - 1) + 1
+    return prompt + (4 if supervision == "answer" else 2 + 2 * k)
+
+
+class Example:
+    """One LEGO problem: chain[i] is the name of the depth-(i+1) variable, values[i] its value,
+    negate[i] whether its clause is `not` (negate[0] is unused: the root is a digit)."""
+
+    def __init__(self, rng: np.random.Generator, k: int):
+        self.chain = [string.ascii_lowercase[i] for i in rng.permutation(26)[:k]]
+        self.negate = rng.integers(0, 2, k).astype(bool)
+        root = int(rng.integers(0, 2))
+        self.values = list(np.bitwise_xor.accumulate(
+            np.concatenate([[root], self.negate[1:].astype(int)])).tolist())
+        self.order = rng.permutation(k)
+
+    def clauses(self) -> list[list[str]]:
+        """The clauses in chain order (the prompt shows them in `self.order`)."""
+        out = [[self.chain[0], "=", "val", str(self.values[0])]]
+        for i in range(1, len(self.chain)):
+            out.append([self.chain[i], "=", "not" if self.negate[i] else "val", self.chain[i - 1]])
+        return out
+
+    def words(self, skill: int, supervision: str) -> tuple[list[str], int]:
+        """(the example's words, how many of them at the end are supervised)."""
+        clauses = self.clauses()
+        prompt = ["Input:"]
+        for j, c in enumerate(self.order):
+            prompt += ([","] if j else []) + clauses[c]
+        prompt.append("Output:")
+        if supervision == "answer":
+            return prompt + [self.chain[skill - 1], "=", "val", str(self.values[skill - 1])], 1
+        answer = [w for i in range(skill) for w in (self.chain[i], str(self.values[i]))]
+        return prompt + [self.chain[skill - 1], "="] + answer, len(answer)
+
+
+def resolve(words: Sequence[str], var: str) -> int:
+    """The value of `var` by following the clauses of an example's prompt (the reference
+    semantics the generator must agree with)."""
+    text = " ".join(words)
+    body = text.split("Input:")[1].split("Output:")[0]
+    defs = {}
+    for clause in body.split(","):
+        name, _, op, arg = clause.split()
+        defs[name] = (op, arg)
+    op, arg = defs[var]
+    if arg in "01":
+        return int(arg)
+    return resolve(words, arg) ^ (op == "not")
+
+
+def encode_row(words: Sequence[str], supervised: int, seq_len: int) -> dict[str, np.ndarray]:
+    """One row in the batch format, the last `supervised` words carrying the loss."""
+    n = len(words)
+    if n > seq_len:
+        raise ValueError(f"a LEGO example needs {n} tokens but data.seq_len={seq_len}: raise "
+                         "config.data.seq_len (see data.lego.seq_len_needed)")
+    targets = np.zeros(seq_len, np.int32)
+    targets[:n] = [TOKEN[w] for w in words]
+    inputs = np.concatenate([[0], targets[:-1]]).astype(np.int32)
+    inputs[n:] = 0
+    segment_ids = (np.arange(seq_len) < n).astype(np.int32)
+    loss_mask = np.zeros(seq_len, np.float32)
+    loss_mask[n - supervised:n] = 1.0
+    return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids,
+            "positions": np.arange(seq_len, dtype=np.int32) * segment_ids,
+            "loss_mask": loss_mask}
+
+
+class Lego:
+    """Generates rows of every skill for one (k, supervision, seq_len, seed)."""
+
+    def __init__(self, k: int = 5, supervision: str = "answer", seq_len: int = 32,
+                 seed: int = 0, eval_examples: int = 100):
+        if not 1 <= k <= 26:
+            raise ValueError(f"LEGO needs 1 <= k <= 26 variables (names are a-z), got k={k}")
+        if supervision not in SUPERVISIONS:
+            raise ValueError(f"LEGO supervision={supervision!r} is unknown; use one of "
+                             f"{SUPERVISIONS}")
+        need = seq_len_needed(k, supervision)
+        if seq_len < need:
+            raise ValueError(f"data.seq_len={seq_len} is too short for LEGO with k={k} and "
+                             f"{supervision} supervision: set it to at least {need}")
+        self.k, self.supervision, self.seq_len, self.seed = k, supervision, seq_len, seed
+        self.domain_names = skill_names(k)
+        # The validation set: distinct examples per skill, excluded from training.
+        self._eval: list[list[tuple]] = []
+        self._held: list[set] = []
+        for s in range(1, k + 1):
+            examples, seen, index = [], set(), 0
+            while len(examples) < eval_examples:
+                words = tuple(self.words(_EVAL, s, index)[0])
+                index += 1
+                if words not in seen:
+                    seen.add(words)
+                    examples.append(words)
+            self._eval.append(examples)
+            self._held.append(seen)
+
+    def words(self, stream: int, skill: int, index: int) -> tuple[list[str], int]:
+        rng = np.random.default_rng([self.seed, stream, skill, index])
+        return Example(rng, self.k).words(skill, self.supervision)
+
+    def train_row(self, skill: int, index: int) -> dict[str, np.ndarray]:
+        """Row `index` of skill's training stream; a draw that is a validation example is
+        replaced by the next draw of the same generator."""
+        rng = np.random.default_rng([self.seed, _TRAIN, skill, index])
+        while True:
+            words, supervised = Example(rng, self.k).words(skill, self.supervision)
+            if tuple(words) not in self._held[skill - 1]:
+                return encode_row(words, supervised, self.seq_len)
+
+    def eval_rows(self, skill: int) -> list[dict[str, np.ndarray]]:
+        supervised = 1 if self.supervision == "answer" else 2 * skill
+        return [encode_row(w, supervised, self.seq_len) for w in self._eval[skill - 1]]
+
+
+class SkillStream:
+    """A skill's endless training rows; process p of P reads rows p, p+P, p+2P, ...
+    State: the number of rows handed out."""
+
+    def __init__(self, lego: Lego, skill: int, shard_index: int = 0, shard_count: int = 1):
+        self.lego, self.skill = lego, skill
+        self.shard_index, self.shard_count = shard_index, shard_count
+        self.rows = 0
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        row = self.lego.train_row(self.skill, self.rows * self.shard_count + self.shard_index)
+        self.rows += 1
+        return row
+
+    def get_state(self) -> dict:
+        return {"kind": "lego", "rows": self.rows}
+
+    def set_state(self, state: dict) -> None:
+        self.rows = int(state["rows"])
+
+
+def make_train_iter(lego: Lego, *, global_batch: int, weights="uniform", seed: int = 0,
+                    process_index: int = 0, process_count: int = 1) -> Mixer:
+    """Skills mixed by the host mixer (weights: see data.pipeline.parse_weights)."""
+    from data.pipeline import parse_weights
+    streams = [SkillStream(lego, s, process_index, process_count)
+               for s in range(1, lego.k + 1)]
+    return Mixer(streams, lego.domain_names, global_batch=global_batch,
+                 weights=parse_weights(weights, lego.domain_names), seed=seed,
+                 process_index=process_index, process_count=process_count)
+
+
+def make_eval_batches(lego: Lego, *, global_batch: int, max_rows_per_skill: int | None = None,
+                      process_index: int = 0, process_count: int = 1) -> dict:
+    """{skill name: this process's rows of the global eval batches}; the last batch of a skill
+    is padded with loss_mask-0 rows."""
+    b = rows_per_process(global_batch, process_count)
+    out = {}
+    for s, name in enumerate(lego.domain_names, start=1):
+        rows = lego.eval_rows(s)[:max_rows_per_skill]
+        batches = []
+        for start in range(0, len(rows), global_batch):
+            mine = pad_rows(rows[start + process_index * b:start + (process_index + 1) * b],
+                            b, lego.seq_len)
+            batch = {key: np.stack([r[key] for r in mine]) for key in mine[0]}
+            batch["domain_id"] = np.full(b, s - 1, np.int32)
+            batches.append(batch)
+        out[name] = batches
+    return out
+
+
+def register_seqio_tasks(lego: Lego, prefix: str = "lego") -> list[str]:
+    """One seqio Task per skill over the same rows (train: endless stream of the skill;
+    validation: its fixed set); features are the batch keys, already tokenized and padded.
+    Returns the task names. Imports TensorFlow and seqio, so it is not called by training."""
+    import seqio
+    import tensorflow as tf
+
+    keys = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
+    signature = {k: tf.TensorSpec([lego.seq_len], tf.float32 if k == "loss_mask" else tf.int32)
+                 for k in keys}
+    vocab = seqio.PassThroughVocabulary(VOCAB_SIZE)
+    features = {k: seqio.Feature(vocab, add_eos=False, dtype=signature[k].dtype,
+                                 required=k != "loss_mask") for k in keys}
+    names = []
+    for s in range(1, lego.k + 1):
+        def dataset_fn(split, shuffle_files, seed=None, skill=s):
+            del shuffle_files, seed  # rows are a function of (config seed, skill, index)
+            if split == "validation":
+                rows = lego.eval_rows(skill)
+                gen = lambda: iter(rows)
+            else:
+                stream = SkillStream(lego, skill)
+                gen = lambda: (next(stream) for _ in iter(int, 1))
+            return tf.data.Dataset.from_generator(gen, output_signature=signature)
+
+        name = f"{prefix}_k{lego.k}_{lego.supervision}_l{lego.seq_len}_s{lego.seed}_skill{s}"
+        if name not in seqio.TaskRegistry.names():
+            seqio.TaskRegistry.add(name, seqio.FunctionDataSource(
+                dataset_fn, splits=("train", "validation")), output_features=features)
+        names.append(name)
+    return names

@@ -1,0 +1,130 @@
+"""Skill-It (Chen et al., NeurIPS 2023): online skill mixing along a skills graph.
+
+A[i, j] says how much training on skill i helps skill j. The first round samples
+p_1 ∝ exp(eta * A 1); every `update_every` steps the weights are recomputed from scratch as
+
+    p_i ∝ exp(eta * sum_j A[i, j] * sum_{last w evaluations} L_j)
+
+so skills feeding the skills that are still bad get more data. The window counts evaluations
+(the loop evaluates every `train.eval_every` steps), not rounds. Options from the paper:
+a target-skill mask (fine-tuning: only the losses of target skills j count) and loss
+normalisation ("initial": each L_j divided by its value at the first evaluation, so skills
+with different loss scales weigh alike). Skills are the training domains, whatever they are:
+LEGO depths or corpus domains.
+
+The graph comes from the config: "" (identity: no transfer), a matrix literal with rows
+separated by ';' ("1,0;1,1"), or a JSON file {"skills": [...], "graph": [[...]]} such as
+`main.py --mode=skill_graph` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import ml_collections
+import numpy as np
+
+NORMALIZE = ("none", "initial")
+
+
+def parse_graph(spec: str, names: Sequence[str]) -> np.ndarray:
+    """The skills graph [n, n] from a config string (see the module docstring)."""
+    n = len(names)
+    if not spec.strip():
+        return np.eye(n)
+    if spec.strip().endswith(".json"):
+        if not os.path.exists(spec):
+            raise ValueError(f"config.reweight.skill_it.graph={spec!r} does not exist; write it "
+                             "with `main.py --mode=skill_graph` or give a matrix literal")
+        with open(spec) as f:
+            saved = json.load(f)
+        if list(saved["skills"]) != list(names):
+            raise ValueError(f"skills graph {spec!r} is over skills {saved['skills']}, but the "
+                             f"training domains are {list(names)}: estimate it for these")
+        graph = np.asarray(saved["graph"], np.float64)
+    else:
+        try:
+            graph = np.asarray([[float(x) for x in row.split(",")]
+                                for row in spec.strip().split(";")], np.float64)
+        except ValueError:
+            raise ValueError(f"config.reweight.skill_it.graph={spec!r} is not a matrix literal: "
+                             "write rows of comma-separated numbers separated by ';'") from None
+    if graph.shape != (n, n) or not np.all(np.isfinite(graph)):
+        raise ValueError(f"skills graph must be a finite {n}x{n} matrix over {list(names)}, got "
+                         f"shape {graph.shape}: {graph.tolist()}")
+    return graph
+
+
+class SkillIt:
+    """The online Skill-It mixture policy over `names` (domain order)."""
+
+    def __init__(self, names: Sequence[str], graph: np.ndarray, *, eta: float, window: int,
+                 update_every: int, target: Sequence[str] = (), normalize: str = "none"):
+        if eta <= 0:
+            raise ValueError(f"config.reweight.skill_it.eta must be > 0, got {eta}: it scales "
+                             "the losses in the softmax; larger moves weight faster")
+        if window < 1:
+            raise ValueError(f"config.reweight.skill_it.window must be >= 1 evaluation, got "
+                             f"{window}")
+        if update_every < 1:
+            raise ValueError(f"config.reweight.skill_it.update_every must be >= 1 step, got "
+                             f"{update_every}")
+        if normalize not in NORMALIZE:
+            raise ValueError(f"config.reweight.skill_it.normalize={normalize!r} is unknown; "
+                             f"use one of {NORMALIZE}")
+        unknown = [t for t in target if t not in names]
+        if unknown:
+            raise ValueError(f"config.reweight.skill_it.target names unknown skills {unknown}; "
+                             f"the skills are {list(names)}")
+        self.names = list(names)
+        self.graph = np.asarray(graph, np.float64)
+        self.eta, self.window, self.update_every = eta, window, update_every
+        self.normalize = normalize
+        self.mask = np.array([not target or n in target for n in self.names], np.float64)
+        self.history: list[list[float]] = []  # the last `window` evals' losses, domain order
+        self.initial: list[float] | None = None  # the first eval's losses (normalisation)
+
+    def _softmax(self, scores: np.ndarray) -> np.ndarray:
+        z = np.exp(self.eta * (scores - scores.max()))
+        return z / z.sum()
+
+    def initial_weights(self) -> np.ndarray:
+        """p_1 ∝ exp(eta * A m), m the target mask (all ones without targets)."""
+        return self._softmax(self.graph @ self.mask)
+
+    def observe_eval(self, step: int, eval_loss: dict) -> None:
+        missing = [n for n in self.names if n not in eval_loss]
+        if missing:
+            raise ValueError(f"Skill-It needs an eval loss for every skill; none for {missing} "
+                             f"at step {step}: give each training domain an eval domain of "
+                             "the same name")
+        losses = [float(eval_loss[n]) for n in self.names]
+        if self.initial is None:
+            self.initial = losses
+        self.history = (self.history + [losses])[-self.window:]
+
+    def update(self, step: int, train_loss: dict, eval_loss: dict) -> np.ndarray | None:
+        """Weights from the last `window` evaluations (None before the first one)."""
+        if not self.history:
+            return None
+        losses = np.sum(self.history, axis=0)
+        if self.normalize == "initial":
+            losses = losses / np.maximum(np.asarray(self.initial), 1e-12)
+        return self._softmax(self.graph @ (self.mask * losses))
+
+    def get_state(self) -> dict:
+        return {"history": self.history, "initial": self.initial}
+
+    def set_state(self, state: dict) -> None:
+        self.history = [list(map(float, h)) for h in state["history"]]
+        self.initial = None if state["initial"] is None else list(map(float, state["initial"]))
+
+
+def from_config(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> SkillIt:
+    """The policy from `config.reweight.skill_it` over the training domains `names`."""
+    s = cfg.reweight.skill_it
+    target = [t.strip() for t in s.target.split(",") if t.strip()]
+    return SkillIt(names, parse_graph(s.graph, names), eta=s.eta, window=s.window,
+                   update_every=s.update_every, target=target, normalize=s.normalize)
