@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.weights = "uniform"  # uniform | floats in domain order | "name:w,..." (others 0)
     c.data.shuffle_buffer_size = 1024  # chunks in each domain's shuffle buffer
     c.data.eval_rows = 64  # validation rows per domain at each eval
+    # lego only (data/lego.py): skills are the depths 1..k of a chain of k binary variables.
+    c.data.lego_k = 5  # variables per example = number of skills
+    c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000  # total optimizer steps (the schedule's length)
@@ -134,4 +137,18 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.ray_gpus_per_trial = 0.0  # Ray resources each trial asks for
     c.sweep.trial = -1  # run only this trial (array jobs); -1 = every missing trial, then fit
     c.sweep.vmap_trials = 1  # local: trials trained together with jax.vmap (1 = one at a time)
+    # skill_it (Chen et al. 2023) only, see reweight/skill_it.py:
+    c.reweight.skill_it = ml_collections.ConfigDict()
+    # Skills graph A[i, j] (training on i helps j): "" = identity, rows of a matrix literal
+    # "1,0;1,1", or a .json file written by `main.py --mode=skill_graph`.
+    c.reweight.skill_it.graph = ""
+    c.reweight.skill_it.eta = 0.5  # softmax temperature on A @ (summed eval losses)
+    c.reweight.skill_it.window = 3  # evaluations summed per update (counts evals, not rounds)
+    c.reweight.skill_it.update_every = 1000  # steps per round; weights recomputed each round
+    c.reweight.skill_it.target = ""  # comma-separated target skills ("" = every skill)
+    c.reweight.skill_it.normalize = "none"  # none | initial (each loss / its first eval)
+    # --mode=skill_graph only (skill_graph.py): brute-force estimate of the skills graph.
+    c.skill_graph = ml_collections.ConfigDict()
+    c.skill_graph.start_steps = 0  # uniform-mix steps to the shared start (0 = init/init_from)
+    c.skill_graph.steps = 100  # H: steps on each skill alone from the start
     return c

@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 import ml_collections
 import numpy as np
 
-from reweight import doremi, odm, schedule
+from reweight import doremi, odm, schedule, skill_it
 
 
 class MixturePolicy(Protocol):
@@ -64,6 +64,7 @@ _POLICIES = {
     "upsample": schedule.end_upsampling,
     "doremi": doremi.from_config,
     "odm": odm.from_config,
+    "skill_it": skill_it.from_config,
 }
 
 
