@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.weights = "uniform"  # uniform | floats in domain order | "name:w,..." (others 0)
     c.data.shuffle_buffer_size = 1024  # chunks in each domain's shuffle buffer
     c.data.eval_rows = 64  # validation rows per domain at each eval
+    c.data.prefetch = 2  # batches a background thread draws and puts on device ahead of the step
     # lego only (data/lego.py): skills are the depths 1..k of a chain of k binary variables.
     c.data.lego_k = 5  # variables per example = number of skills
     c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)
@@ -65,6 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 3  # checkpoints kept on disk
     c.train.peak_flops = 0.0  # FLOP/s per device for MFU (0 = measure a matmul at start)
     c.train.progress_bar = True  # tqdm bar with loss, tokens/s and ETA
+    c.train.on_nonfinite = "stop"  # a NaN/Inf loss or gradient: stop | skip (the update; counted)
+    c.train.max_nonfinite_skips = 10  # skip mode: stop after this many skipped updates in a row
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.axes = ("data", "fsdp", "model")  # mesh axis names
@@ -98,6 +101,26 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.r_schedule = "constant"  # constant | step (r_start, then r) | linear (r_start to r)
     c.reweight.r_start = 100.0  # step/linear schedules: r at step 0
     c.reweight.r_schedule_steps = 0  # step/linear schedules: steps until r is reached (> 0)
+    # MATES stage selector (selector="mates"), see reweight/mates.py:
+    c.reweight.mates = ml_collections.ConfigDict()
+    c.reweight.mates.mode = "mates"  # mates (influence model) | random (equal scores, same path)
+    c.reweight.mates.stage_steps = 200  # steps per stage; stage 0 trains on the mix as drawn
+    c.reweight.mates.selection_ratio = 0.2  # rows kept of the candidate pool (pool = stage / ratio)
+    c.reweight.mates.tau = 0.5  # Gumbel-top-k temperature over the z-scored predicted influence
+    c.reweight.mates.probe_size = 256  # pool candidates probed per stage (rounded to probe_chunk)
+    c.reweight.mates.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
+    c.reweight.mates.reference = "cloze"  # cloze (held-out last word, corpus) | synthetic (tests)
+    c.reweight.mates.cloze_domain = "books"  # cloze: the domain whose validation split it uses
+    c.reweight.mates.reference_rows = 64  # reference examples the probe evaluates
+    c.reweight.mates.reference_len = 64  # tokens per reference row (context left-truncated)
+    c.reweight.mates.model_dim = 64  # influence model: width
+    c.reweight.mates.model_heads = 4  # influence model: attention heads
+    c.reweight.mates.model_layers = 1  # influence model: transformer layers (after an n-gram conv)
+    c.reweight.mates.fit_lr = 1e-3  # influence model: AdamW learning rate
+    c.reweight.mates.fit_epochs = 30  # influence model: passes over the probed candidates
+    c.reweight.mates.fit_batch = 32  # influence model: rows per update
+    c.reweight.mates.holdout = 0.1  # fraction of the probes held out for Spearman / Pearson
+    c.reweight.mates.warm_start = True  # start each stage's fit from the previous stage's model
     # Mixture policies of reweight/schedule.py, doremi.py, odm.py (reweight.mixture = natural |
     # schedule | upsample | doremi | odm). WEIGHTS below: uniform | natural | name:w,... | file:PATH
     c.reweight.schedule = ml_collections.ConfigDict()

@@ -10,6 +10,8 @@ arrays out on the current mesh, whatever mesh wrote them.
 """
 
 import os
+import time
+import warnings
 
 import orbax.checkpoint as ocp
 
@@ -24,6 +26,7 @@ class Checkpointer:
     """Saves and restores the (state, data, host) triple of a run's workdir."""
 
     def __init__(self, directory: str, keep: int = 3):
+        self._directory = os.path.abspath(directory)
         self._mngr = _manager(directory, keep)
 
     def latest_step(self) -> int | None:
@@ -34,6 +37,41 @@ class Checkpointer:
         self._mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
             host=ocp.args.JsonSave(host_state)))
+
+    def restore_latest(self, abstract_state) -> tuple | None:
+        """(step, state, data_state, host_state) of the newest checkpoint that restores, or
+        None if there is none. A step that fails to restore (truncated or corrupt files) is
+        reported and moved aside to `<checkpoints>-corrupt/`, never deleted, and the one before
+        it is tried; if none restores, nothing is moved and the first error is raised."""
+        failures = []
+        for step in sorted(self._mngr.all_steps(), reverse=True):
+            try:
+                restored = self.restore(step, abstract_state)
+            except Exception as e:  # orbax, tensorstore and JSON raise many kinds
+                failures.append((step, e))
+                continue
+            for bad, error in failures:
+                moved = self._move_aside(bad)
+                warnings.warn(f"checkpoint step {bad} failed to restore ({type(error).__name__}: "
+                              f"{str(error)[:300]}); moved it to {moved} and resumed from step "
+                              f"{step} instead", RuntimeWarning, stacklevel=2)
+            if failures:
+                self._mngr.reload()
+            return (step, *restored)
+        if failures:
+            step, error = failures[0]
+            raise RuntimeError(
+                f"no checkpoint in {self._directory} restores (tried steps "
+                f"{[s for s, _ in failures]}); the newest, step {step}, failed with "
+                f"{type(error).__name__}: {error}. If the model or optimizer config changed, "
+                "restore the old config or start a new --workdir") from error
+        return None
+
+    def _move_aside(self, step: int) -> str:
+        target = os.path.join(self._directory + "-corrupt", f"{step}-{int(time.time())}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(os.path.join(self._directory, str(step)), target)
+        return target
 
     def restore(self, step: int, abstract_state) -> tuple:
         """(state, data_state, host_state) of `step`, state laid out as `abstract_state` says."""

@@ -52,13 +52,16 @@ def make_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """AdamW with decay on matrices only, after an optional global-norm clip."""
+    """AdamW with decay on matrices only, after an optional global-norm clip; with
+    train.on_nonfinite=skip, an update whose gradients are not finite is skipped and counted."""
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
     adamw = optax.adamw(make_schedule(train), b1=train.b1, b2=train.b2,
                         weight_decay=train.weight_decay, mask=decay_mask)
-    if train.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(train.grad_clip), adamw)
-    return adamw
+    tx = optax.chain(optax.clip_by_global_norm(train.grad_clip), adamw) if train.grad_clip > 0 \
+        else adamw
+    if train.on_nonfinite == "skip":  # the loop stops after max_nonfinite_skips in a row
+        tx = optax.apply_if_finite(tx, max_consecutive_errors=train.max_nonfinite_skips)
+    return tx
 
 
 def _init_boxed(rng, *, model, tx, weighter, seq_len):
@@ -175,6 +178,8 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         "domain_rows": _domain_sums(valid_B.astype(jnp.float32), domain_B, num_domains),
         **{f"weighter/{n}": v for n, v in wmetrics.items()},
     }
+    if isinstance(opt_state, optax.ApplyIfFiniteState):
+        metrics["nonfinite_skipped"] = opt_state.total_notfinite
     return new_state, metrics
 
 

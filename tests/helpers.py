@@ -20,3 +20,12 @@ def synthetic(cfg, **kw):
     return SyntheticMixture(num_domains=cfg.data.num_domains, vocab_size=cfg.model.vocab_size,
                             seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size,
                             seed=cfg.seed, **kw)
+
+
+TIMING = ("tokens_per_s", "mfu", "data_wait_fraction")  # differ between identical runs
+
+
+def untimed(workdir) -> list[dict]:
+    """metrics.jsonl of a run without its wall-clock fields: equal for identical runs."""
+    from lm.metrics import read_metrics
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in read_metrics(str(workdir))]
