@@ -16,11 +16,10 @@ import numpy as np
 from data import pipeline
 
 
-def natural_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.ndarray:
-    """Each training domain's share of the training tokens (synthetic domains are endless and
-    alike, so theirs is uniform)."""
+def token_counts(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.ndarray | None:
+    """Estimated training tokens per domain (None for synthetic domains, which are endless)."""
     if cfg.data.source == "synthetic":
-        return np.full(len(names), 1.0 / len(names))
+        return None
     specs = pipeline.specs_from_config(cfg.data)
     if [s.name for s in specs] != list(names):
         raise ValueError(f"domain names {list(names)} differ from config.data.domains "
@@ -30,7 +29,15 @@ def natural_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.
         vocab = str(tokenizer.model_path(cfg.data.data_dir, cfg.model.vocab_size))
     else:
         vocab = None if cfg.data.vocab == "byte" else cfg.data.vocab
-    counts = pipeline.natural_token_counts(specs, vocab)
+    return pipeline.natural_token_counts(specs, vocab)
+
+
+def natural_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.ndarray:
+    """Each training domain's share of the training tokens (synthetic domains are endless and
+    alike, so theirs is uniform)."""
+    counts = token_counts(cfg, names)
+    if counts is None:
+        return np.full(len(names), 1.0 / len(names))
     return counts / counts.sum()
 
 

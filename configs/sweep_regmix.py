@@ -1,0 +1,25 @@
+"""A RegMix mixture sweep on the built-in corpus: 48 tiny proxies (~0.6M non-embedding params,
+2 layers) of 150 steps, mixtures drawn around the natural proportions; target = the mean
+validation loss over the six training domains. Writes DIR/results.csv, DIR/regmix.json and
+DIR/mixture.txt (train on it with --config.data.weights=file:DIR/mixture.txt).
+
+  python main.py --config=configs/sweep_regmix.py --mode=sweep --workdir=workdirs/sweep
+  python main.py --config=configs/sweep_regmix.py --mode=sweep --workdir=workdirs/sweep \
+      --config.sweep.trial=3          # one trial alone (an array job's task)
+  python main.py --config=configs/sweep_regmix.py --mode=sweep --workdir=workdirs/sweep \
+      --config.sweep.backend=ray --config.sweep.ray_address=auto   # trials on a Ray cluster
+"""
+
+from configs import tiny
+
+
+def get_config():
+    c = tiny.get_config()
+    c.model.update(d_model=64, num_heads=4, num_layers=2, mlp_dim=256, max_len=128)
+    c.data.update(seq_len=128, eval_rows=32, heldout=False)
+    c.train.update(batch_size=16, steps=150, lr=3e-3, warmup_steps=15, eval_every=0,
+                   checkpoint_every=150, log_every=50, progress_bar=False)
+    c.sweep.update(num_trials=48, center="natural", dirichlet_strengths="0.3,1,3",
+                   max_epochs=4.0, min_weight=0.01, target="average", regression="ridge",
+                   holdout_fraction=0.25, num_simulations=100_000, top_k=128)
+    return c

@@ -1,0 +1,126 @@
+"""The mixture sweep: trials run, resume and fail cleanly; the regression picks a mixture on
+the simplex; the Ray backend gives the local backend's rows; bad configs fail clearly."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import main
+import sweep
+from helpers import tiny_config
+from reweight import regmix
+
+
+def _cfg(**sweep_fields):
+    cfg = tiny_config(steps=3, checkpoint_every=3)
+    cfg.sweep.update(num_trials=4, num_simulations=2000, top_k=16, holdout_fraction=0.5)
+    cfg.sweep.update(**sweep_fields)
+    return cfg
+
+
+def _rows(workdir):
+    with open(os.path.join(workdir, "results.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """A 4-trial sweep whose third trial fails once."""
+    workdir = str(tmp_path_factory.mktemp("sweep"))
+    calls = []
+
+    def flaky(cfg):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return main.make_data(cfg)
+
+    first = sweep.run(_cfg(), workdir, flaky)
+    return workdir, first
+
+
+def test_sweep_runs_records_failures_and_resumes(local_sweep):
+    workdir, first = local_sweep
+    rows = _rows(workdir)
+    assert [r["trial"] for r in rows] == [0, 1, 2, 3]
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed", "ok"]
+    assert "disk on fire" in rows[2]["error"]
+    assert first["trials_ok"] == 3 and first["trials_failed"] == 1
+    second = sweep.run(_cfg(), workdir, main.make_data)  # retries only the failed trial
+    assert second["trials_run"] == 1 and second["trials_ok"] == 4
+    stamps = {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
+              for p in os.listdir(os.path.join(workdir, "trials"))}
+    third = sweep.run(_cfg(), workdir, main.make_data)
+    assert third["trials_run"] == 0  # nothing reruns
+    assert stamps == {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
+                      for p in stamps}
+    chosen = np.array(list(third["chosen"].values()))
+    assert chosen.sum() == pytest.approx(1.0) and (chosen >= 0).all()
+    with open(os.path.join(workdir, "mixture.txt")) as f:
+        assert f.read().strip() == third["mixture"]
+    for png in ("predicted_vs_actual.png", "chosen_mixture.png"):
+        assert os.path.getsize(os.path.join(workdir, png)) > 1000
+    weights = np.array([[r["weights"][n] for n in sorted(r["weights"])] for r in _rows(workdir)])
+    assert len({tuple(w) for w in weights}) == 4  # four different mixtures
+    np.testing.assert_allclose(weights.sum(1), 1.0)
+
+
+def test_ray_backend_gives_the_local_rows(local_sweep, tmp_path):
+    ray = pytest.importorskip("ray")
+    workdir, _ = local_sweep
+    for i in (2, 3):  # already finished: the Ray sweep runs trials 0 and 1 only
+        shutil.copytree(os.path.join(workdir, "trials", f"{i:04d}"),
+                        tmp_path / "trials" / f"{i:04d}")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd(), "TF_CPP_MIN_LOG_LEVEL": "3"}})
+    try:
+        summary = sweep.run(_cfg(backend="ray"), str(tmp_path))
+    finally:
+        ray.shutdown()
+    assert summary["trials_run"] == 2
+    local, remote = _rows(workdir), _rows(str(tmp_path))
+    for a, b in zip(local, remote):
+        assert a["weights"] == b["weights"] and a["status"] == b["status"] == "ok"
+        assert a["target"] == pytest.approx(b["target"], rel=1e-6)
+        assert a["eval"] == pytest.approx(b["eval"], rel=1e-6)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("num_trials", 1, "num_trials must be >= 2"),
+    ("target", "nope", "not an eval domain"),
+    ("dirichlet_strengths", "1,0", "must be comma-separated floats > 0"),
+    ("dirichlet_strengths", "-2", "must be comma-separated floats > 0"),
+    ("backend", "slurm", "backend"),
+])
+def test_bad_sweep_configs_fail_clearly(tmp_path, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        sweep.run(_cfg(**{field: value}), str(tmp_path), main.make_data)
+    assert not os.path.exists(tmp_path / "trials")
+
+
+def test_draws_respect_the_safeguards():
+    rng = np.random.default_rng(0)
+    caps = np.array([0.5, 1.0, 1.0])
+    w = regmix.draw_mixtures(rng, np.array([0.2, 0.3, 0.5]), [0.3, 3.0], 500, min_weight=0.05,
+                             caps=caps)
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    assert (w[:, 0] <= 0.5 + 1e-9).all() and ((w == 0) | (w >= 0.05)).all()
+    assert (w == 0).any()  # spiky draws at strength 0.3 zero some domains
+    with pytest.raises(ValueError, match="epoch caps"):
+        regmix.draw_mixtures(rng, np.array([0.5, 0.5]), [1.0], 4, caps=np.array([0.1, 0.1]),
+                             max_rounds=5)
+
+
+def test_regression_and_spearman():
+    assert regmix.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert regmix.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert regmix.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)  # ties
+    x = np.random.default_rng(1).dirichlet(np.ones(3), size=40)
+    y = 2.0 + x @ np.array([1.0, -1.0, 0.5])
+    predict = regmix.fit("ridge", x, y, ridge_alpha=1e-8, seed=0)
+    np.testing.assert_allclose(predict(x), y, atol=1e-5)
+    chosen, _ = regmix.top_k_mixture(predict, x, 5)
+    assert chosen.argmax() == 1 and chosen.sum() == pytest.approx(1.0)
