@@ -37,7 +37,12 @@ class NoSelection:
         return {}
 
 
-_SELECTORS = {"none": lambda cfg: NoSelection()}
+def _mates(cfg):
+    from reweight.mates import MatesSelector  # flax and the probe, only when chosen
+    return MatesSelector(cfg)
+
+
+_SELECTORS = {"none": lambda cfg: NoSelection(), "mates": _mates}
 
 
 def make_stage_selector(cfg: ml_collections.ConfigDict) -> StageSelector:
