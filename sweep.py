@@ -159,6 +159,9 @@ def _run_trial(cfg, index, workdir, make_data):
         result = loop.train(tcfg, out, train_iter=train_iter, eval_batches=eval_batches,
                             weighter=make_instance_weighter(tcfg.reweight),
                             selector=make_stage_selector(tcfg), devices=jax.devices()[:1])
+        if "preempted" in result:  # not a result: stop the sweep, the rerun resumes the trial
+            raise SystemExit(f"trial {index} stopped at step {result['preempted']} by a signal; "
+                             "rerun the sweep to resume it from its checkpoint")
         losses = {k[len("eval/"):-len("/loss")]: v for k, v in result.items()
                   if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}
         row |= {"status": "ok", "target": target_loss(cfg, names, losses), "eval": losses}
@@ -166,9 +169,7 @@ def _run_trial(cfg, index, workdir, make_data):
         row |= {"status": "failed", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(limit=5)}
     row["seconds"] = time.perf_counter() - t0
-    with open(os.path.join(out, "result.json"), "w") as f:
-        json.dump(row, f, indent=1)
-    return row
+    return _write_row(workdir, row)
 
 
 def read_rows(workdir: str) -> dict:
@@ -198,12 +199,47 @@ def write_table(workdir: str, rows: dict, names: list) -> None:
                        [r.get("eval", {}).get(n, "") for n in eval_names] + [r.get("error", "")])
 
 
+def _write_row(workdir: str, row: dict) -> dict:
+    os.makedirs(trial_dir(workdir, row["trial"]), exist_ok=True)
+    with open(os.path.join(trial_dir(workdir, row["trial"]), "result.json"), "w") as f:
+        json.dump(row, f, indent=1)
+    return row
+
+
+def run_group(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
+              make_data: MakeData) -> list:
+    """Trains trials `indices` together (lm/multi.py: one vmapped program, same seed); a
+    failure fails the whole group's rows. Returns and writes their rows."""
+    import jax
+    from lm import multi
+    from reweight.instance import make_instance_weighter
+
+    names, _ = domain_names(cfg)
+    mixtures = draw_trials(cfg, names)
+    rows = [{"trial": i, "weights": dict(zip(names, mixtures[i].tolist()))} for i in indices]
+    t0 = time.perf_counter()
+    try:
+        with compile_cache(workdir):
+            data = [make_data(trial_config(cfg, names, mixtures[i])) for i in indices]
+            results = multi.train_many(trial_config(cfg, names, mixtures[indices[0]]),
+                                       [it for it, _ in data], data[0][1],
+                                       make_instance_weighter(cfg.reweight), jax.devices()[0])
+        for row, result in zip(rows, results):
+            losses = {k[len("eval/"):-len("/loss")]: v for k, v in result.items()}
+            row |= {"status": "ok", "target": target_loss(cfg, names, losses), "eval": losses}
+    except Exception as e:  # recorded; the sweep goes on
+        for row in rows:
+            row |= {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=5)}
+    seconds = (time.perf_counter() - t0) / len(rows)  # each trial's share of the group
+    return [_write_row(workdir, row | {"seconds": seconds}) for row in rows]
+
+
 def _run_local(cfg, todo, workdir, make_data, on_row):
     if cfg.sweep.vmap_trials > 1:
-        from lm import multi
         for start in range(0, len(todo), cfg.sweep.vmap_trials):
-            group = todo[start:start + cfg.sweep.vmap_trials]
-            for row in multi.run_trials(cfg, group, workdir, make_data):
+            for row in run_group(cfg, todo[start:start + cfg.sweep.vmap_trials], workdir,
+                                 make_data):
                 on_row(row)
         return
     for i in todo:
@@ -228,10 +264,8 @@ def _run_ray(cfg, todo, workdir, on_row):
         try:
             row = ray.get(done[0])
         except Exception as e:  # the worker died: record it like a failed trial
-            row = {"trial": i, "status": "failed", "error": f"{type(e).__name__}: {e}",
-                   "weights": {}, "seconds": 0.0}
-            with open(os.path.join(trial_dir(workdir, i), "result.json"), "w") as f:
-                json.dump(row, f)
+            row = _write_row(workdir, {"trial": i, "status": "failed", "weights": {},
+                                       "error": f"{type(e).__name__}: {e}", "seconds": 0.0})
         on_row(row)
 
 

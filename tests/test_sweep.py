@@ -124,3 +124,12 @@ def test_regression_and_spearman():
     np.testing.assert_allclose(predict(x), y, atol=1e-5)
     chosen, _ = regmix.top_k_mixture(predict, x, 5)
     assert chosen.argmax() == 1 and chosen.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_vmapped_group_matches_separate_trials(local_sweep, tmp_path):
+    workdir, _ = local_sweep
+    rows = sweep.run_group(_cfg(vmap_trials=2), [0, 1], str(tmp_path), main.make_data)
+    for a, b in zip(_rows(workdir)[:2], rows):
+        assert b["status"] == "ok" and a["weights"] == b["weights"]
+        assert a["eval"] == pytest.approx(b["eval"], rel=1e-4)

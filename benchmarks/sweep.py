@@ -1,0 +1,170 @@
+"""Mixture sweep (RegMix) and end-of-training upsampling on the built-in corpus.
+
+  python benchmarks/sweep.py [--quick] [--workdir=workdirs/bench_sweep]
+
+1. A sweep of configs/sweep_regmix.py proxies (sequential, local backend): the regression's
+   Spearman on held-out trials and proxy trials per hour.
+2. The same trials trained P at a time with jax.vmap (sweep.vmap_trials=P): time per trial
+   against the sequential ones.
+3. Longer runs of configs/tiny.py on the chosen mixture, the natural one and uniform: the
+   sweep's target (mean validation loss over the six training domains).
+4. End-of-training upsampling (configs/upsample_end.py: code and math x3 for the last 15%) vs
+   none (natural throughout): the upsampled domains' loss and the general (all-domain) loss.
+Prints a table and, last, one JSON line of figures; PNGs in the workdir. Needs the corpus
+(`make corpus`).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import main  # noqa: E402
+import sweep  # noqa: E402
+from configs import sweep_regmix, tiny, upsample_end  # noqa: E402
+from lm import loop  # noqa: E402
+from reweight.instance import Uniform  # noqa: E402
+from reweight.mixture import make_mixture_policy  # noqa: E402
+
+DOMAINS = ["books", "reference", "code", "dialogue", "technical", "math"]
+
+
+def _long_run(cfg, workdir):
+    """Trains one config through the ordinary loop; returns its final eval metrics."""
+    train_iter, eval_batches = main.make_data(cfg)
+    mixture = make_mixture_policy(cfg, train_iter.domain_names)
+    t0 = time.perf_counter()
+    result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
+                        weighter=Uniform(), mixture=mixture, devices=jax.devices()[:1])
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _bars(path, title, groups: dict, keys: list, ylabel: str):
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / len(groups)
+    for j, (label, values) in enumerate(groups.items()):
+        ax.bar(np.arange(len(keys)) + j * width, [values[k] for k in keys], width, label=label)
+    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=20)
+    lo = min(min(v[k] for k in keys) for v in groups.values())
+    ax.set_ylim(lo * 0.95, None)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main_(args):
+    out = args.workdir
+    os.makedirs(out, exist_ok=True)
+    q = args.quick
+    figures = {"machine": f"{os.cpu_count()} shared CPU cores, 1 JAX CPU device",
+               "quick": q}
+
+    # 1. The sweep.
+    scfg = sweep_regmix.get_config()
+    scfg.sweep.num_trials = 8 if q else args.trials
+    scfg.train.update(steps=20 if q else args.proxy_steps,
+                      checkpoint_every=20 if q else args.proxy_steps)
+    scfg.train.warmup_steps = max(1, scfg.train.steps // 10)
+    sweep_dir = os.path.join(out, "sweep")
+    t0 = time.perf_counter()
+    summary = sweep.run(scfg, sweep_dir, main.make_data)
+    wall = time.perf_counter() - t0
+    rows = sweep.read_rows(sweep_dir)
+    secs = np.array([rows[i]["seconds"] for i in sorted(rows) if rows[i]["status"] == "ok"])
+    per_trial = float(np.median(secs))
+    figures["sweep"] = {
+        "trials": len(rows), "proxy_steps": scfg.train.steps,
+        "proxy": "d_model 64, 2 layers, vocab 8192, batch 16 x 64 tokens",
+        "heldout_trials": summary["heldout_trials"],
+        "heldout_spearman": summary["heldout_spearman"], "fit_spearman": summary["fit_spearman"],
+        "trials_run_now": summary["trials_run"], "wall_s": wall,
+        "median_trial_s": per_trial, "trials_per_hour": 3600.0 / per_trial,
+        "chosen": summary["chosen"]}
+
+    # 2. vmap: two groups of P (the first pays the compile), against the sequential median.
+    p = 4
+    vcfg = scfg.copy_and_resolve_references()
+    vcfg.sweep.vmap_trials = p
+    vdir = os.path.join(out, "sweep_vmap")
+    group_s = []
+    for g in range(2):
+        t0 = time.perf_counter()
+        vrows = sweep.run_group(vcfg, list(range(g * p, (g + 1) * p)), vdir, main.make_data)
+        group_s.append(time.perf_counter() - t0)
+        assert all(r["status"] == "ok" for r in vrows), vrows
+    same = [abs(vrows[k]["target"] - rows[p + k]["target"]) for k in range(p)]
+    figures["vmap"] = {"proxies_per_group": p, "group_s": group_s,
+                       "per_trial_s_after_compile": group_s[1] / p,
+                       "sequential_over_vmap": per_trial / (group_s[1] / p),
+                       "max_target_diff_vs_sequential": float(max(same))}
+
+    # 3. Longer runs: chosen vs natural vs uniform.
+    long_steps = 40 if q else args.long_steps
+    results = {}
+    for name, weights, mixture in (
+            ("chosen", f"file:{os.path.join(sweep_dir, 'mixture.txt')}", "fixed"),
+            ("natural", "uniform", "natural"), ("uniform", "uniform", "fixed"),
+            ("upsample_end", "uniform", "upsample")):
+        cfg = upsample_end.get_config() if name == "upsample_end" else tiny.get_config()
+        cfg.data.weights, cfg.reweight.mixture = weights, mixture
+        cfg.train.update(steps=long_steps, eval_every=0, checkpoint_every=long_steps,
+                         warmup_steps=max(1, long_steps // 10), progress_bar=False)
+        results[name] = _long_run(cfg, os.path.join(out, name))
+    avg = {k: float(np.mean([r[f"eval/{d}/loss"] for d in DOMAINS])) for k, r in results.items()}
+    figures["long_runs"] = {"steps": long_steps, "model": "configs/tiny.py (d_model 128, 2 layers)",
+                            "target_average_loss": avg,
+                            "seconds": {k: r["seconds"] for k, r in results.items()}}
+    losses = {k: {d: r[f"eval/{d}/loss"] for d in DOMAINS} | {"average": avg[k]}
+              for k, r in results.items()}
+    _bars(os.path.join(out, "mixtures_long_run.png"), f"{long_steps}-step runs",
+          {k: losses[k] for k in ("chosen", "natural", "uniform")}, DOMAINS + ["average"],
+          "validation loss")
+
+    # 4. Upsampling vs none (natural throughout).
+    up, none = losses["upsample_end"], losses["natural"]
+    figures["upsampling"] = {
+        "domains": "code,math x3, last 15%",
+        "code_loss": [none["code"], up["code"]], "math_loss": [none["math"], up["math"]],
+        "general_loss": [none["average"], up["average"]],
+        "others_loss": [float(np.mean([none[d] for d in DOMAINS if d not in ("code", "math")])),
+                        float(np.mean([up[d] for d in DOMAINS if d not in ("code", "math")]))]}
+    _bars(os.path.join(out, "upsampling.png"), "end-of-training upsampling (code, math x3)",
+          {"none (natural)": none, "upsampled last 15%": up}, DOMAINS + ["average"],
+          "validation loss")
+
+    s, v = figures["sweep"], figures["vmap"]
+    print(f"machine: {figures['machine']} (shared with other jobs while measured)")
+    print(f"sweep: {s['trials']} proxies x {s['proxy_steps']} steps; held-out Spearman "
+          f"{s['heldout_spearman']:.3f} on {s['heldout_trials']} trials "
+          f"(fit {s['fit_spearman']:.3f}); median {s['median_trial_s']:.1f} s/trial = {s['trials_per_hour']:.0f} trials/hour")
+    print(f"vmap x{p}: {v['per_trial_s_after_compile']:.1f} s/trial after compile, "
+          f"sequential/vmap = {v['sequential_over_vmap']:.2f}")
+    print(f"{'run':<14}{'steps':>6}  " + "".join(f"{d:>10}" for d in DOMAINS + ["average"]))
+    for k in results:
+        print(f"{k:<14}{long_steps:>6}  " + "".join(f"{losses[k][d]:>10.4f}"
+                                                    for d in DOMAINS + ["average"]))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="8 short trials, 40-step runs")
+    parser.add_argument("--workdir", default="workdirs/bench_sweep")
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--proxy_steps", type=int, default=50)
+    parser.add_argument("--long_steps", type=int, default=200)
+    main_(parser.parse_args())
