@@ -150,7 +150,8 @@ def main_(args):
     print(f"machine: {figures['machine']} (shared with other jobs while measured)")
     print(f"sweep: {s['trials']} proxies x {s['proxy_steps']} steps; held-out Spearman "
           f"{s['heldout_spearman']:.3f} on {s['heldout_trials']} trials "
-          f"(fit {s['fit_spearman']:.3f}); median {s['median_trial_s']:.1f} s/trial = {s['trials_per_hour']:.0f} trials/hour")
+          f"(fit {s['fit_spearman']:.3f}); median {s['median_trial_s']:.1f} s/trial = "
+          f"{s['trials_per_hour']:.0f} trials/hour")
     print(f"vmap x{p}: {v['per_trial_s_after_compile']:.1f} s/trial after compile, "
           f"sequential/vmap = {v['sequential_over_vmap']:.2f}")
     print(f"{'run':<14}{'steps':>6}  " + "".join(f"{d:>10}" for d in DOMAINS + ["average"]))

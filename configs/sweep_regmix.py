@@ -1,7 +1,8 @@
 """A RegMix mixture sweep on the built-in corpus: 48 tiny proxies (d_model 64, 2 layers, 0.66M
 params of which 0.52M embedding) of 50 steps x 16 rows x 64 tokens, mixtures drawn around the
-natural proportions; target = the mean validation loss over the six training domains. Writes DIR/results.csv, DIR/regmix.json and
-DIR/mixture.txt (train on it with --config.data.weights=file:DIR/mixture.txt).
+natural proportions; target = the mean validation loss over the six training domains.
+Writes DIR/results.csv, DIR/regmix.json and DIR/mixture.txt (train on it with
+--config.data.weights=file:DIR/mixture.txt).
 
   python main.py --config=configs/sweep_regmix.py --mode=sweep --workdir=workdirs/sweep
   python main.py --config=configs/sweep_regmix.py --mode=sweep --workdir=workdirs/sweep \
