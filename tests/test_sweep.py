@@ -126,6 +126,14 @@ def test_regression_and_spearman():
     assert chosen.argmax() == 1 and chosen.sum() == pytest.approx(1.0)
 
 
+def test_gradient_boosted_regression_ranks_mixtures():
+    pytest.importorskip("sklearn")
+    x = np.random.default_rng(2).dirichlet(np.ones(3), size=200)
+    y = (x[:, 0] - 0.5) ** 2 + x[:, 1]  # not linear
+    predict = regmix.fit("gbm", x[:150], y[:150], ridge_alpha=0.0, seed=0)
+    assert regmix.spearman(predict(x[150:]), y[150:]) > 0.9
+
+
 @pytest.mark.slow
 def test_vmapped_group_matches_separate_trials(local_sweep, tmp_path):
     workdir, _ = local_sweep
