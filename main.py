@@ -3,6 +3,7 @@
 --mode=train trains (resuming from DIR's latest checkpoint if there is one);
 --mode=eval reports per-domain validation loss of DIR's latest checkpoint (or config.init_from).
 --mode=sweep runs a RegMix mixture sweep of proxy trainings in DIR (see sweep.py).
+--mode=skill_graph estimates a Skill-It skills graph in DIR (see skill_graph.py).
 Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json, and
 mixture.txt for a policy that produces a mixture (DoReMi).
 """
@@ -15,7 +16,8 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep"], "what to run")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "skill_graph"],
+                  "what to run")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -68,6 +70,12 @@ def main(argv):
     if FLAGS.mode == "sweep":  # many trainings, each through make_data (sweep.py)
         import sweep
         print(json.dumps(sweep.run(cfg, workdir, make_data)))
+        return
+    if FLAGS.mode == "skill_graph":  # one H-step training per skill (skill_graph.py)
+        import skill_graph
+        from reweight.instance import make_instance_weighter
+        print(json.dumps(skill_graph.estimate(cfg, workdir, make_data=make_data,
+                                              weighter=make_instance_weighter(cfg.reweight))))
         return
     import jax
     from lm import loop, sharding, validation

@@ -4,8 +4,8 @@
 
 Every 50 steps each skill is evaluated; every `update_every` steps the sampling weights become
 p_i ∝ exp(eta * sum_j A[i, j] * sum of the last 3 evals of L_j). The paper uses 1000-step
-rounds of a 6000-step run; this run is 3000 steps, so rounds are 500 steps (6 rounds either
-way... minus one). To use an estimated graph instead:
+rounds of a 6000-step run; this run is 3000 steps, so rounds are 500 steps: 6 rounds, as
+there. To use an estimated graph instead:
   python main.py --config=configs/lego_stratified.py --workdir=workdirs/lego_graph \
       --mode=skill_graph
   python main.py --config=configs/lego_skill_it.py --workdir=workdirs/lego_skill_it_est \
