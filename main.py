@@ -18,6 +18,8 @@ config_flags.DEFINE_config_file("config", None, "experiment config file", lock_c
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "skill_graph"],
                   "what to run")
+flags.DEFINE_bool("allow_config_change", False,
+                  "resume a workdir whose recorded config differs (the differing fields are named)")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -63,6 +65,43 @@ def make_data(cfg):
                                           **common)
 
 
+def run(cfg, workdir: str, *, mode: str = "train", allow_config_change: bool = False) -> dict:
+    """Trains or evaluates one config in `workdir`; every check runs before any training."""
+    import jax
+    from lm import checkpoint, loop, sharding, validation
+    from lm import workdir as workdir_lib
+    from reweight.instance import make_instance_weighter
+    from reweight.mixture import make_mixture_policy
+    from reweight.selector import make_stage_selector
+
+    sharding.maybe_initialize_distributed(cfg.mesh)
+    validation.validate_config(cfg, jax.device_count(), jax.process_count())
+    if mode == "train":
+        workdir_lib.check_resume(cfg, workdir, has_checkpoint=checkpoint.has_checkpoint(workdir),
+                                 allow_config_change=allow_config_change)
+    if cfg.init_from or mode == "eval":
+        workdir_lib.check_model_matches(cfg, cfg.init_from or workdir)
+    weighter = make_instance_weighter(cfg.reweight)
+    selector = make_stage_selector(cfg)
+    train_iter, eval_batches = make_data(cfg)
+    mixture = make_mixture_policy(cfg, train_iter.domain_names)
+    if mode == "train":
+        if jax.process_index() == 0:
+            workdir_lib.record(cfg, workdir)
+        result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
+                            weighter=weighter, mixture=mixture, selector=selector)
+    else:
+        result = loop.evaluate(cfg, workdir, eval_batches=eval_batches, weighter=weighter)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        if mode == "train" and hasattr(mixture, "final_weights"):  # e.g. DoReMi's mean
+            from reweight.schedule import write_mixture
+            write_mixture(os.path.join(workdir, "mixture.txt"), train_iter.domain_names,
+                          mixture.final_weights())
+    return result
+
+
 def main(argv):
     del argv
     cfg, workdir = FLAGS.config, FLAGS.workdir
@@ -77,35 +116,8 @@ def main(argv):
         print(json.dumps(skill_graph.estimate(cfg, workdir, make_data=make_data,
                                               weighter=make_instance_weighter(cfg.reweight))))
         return
-    import jax
-    from lm import loop, sharding, validation
-    from reweight.instance import make_instance_weighter
-    from reweight.mixture import make_mixture_policy
-    from reweight.selector import make_stage_selector
-
-    sharding.maybe_initialize_distributed(cfg.mesh)
-    validation.validate_config(cfg, jax.device_count(), jax.process_count())
-    weighter = make_instance_weighter(cfg.reweight)
-    selector = make_stage_selector(cfg)
-    train_iter, eval_batches = make_data(cfg)
-    mixture = make_mixture_policy(cfg, train_iter.domain_names)
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(cfg.to_json_best_effort(indent=2))
-    if FLAGS.mode == "train":
-        result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
-                            weighter=weighter, mixture=mixture, selector=selector)
-    else:
-        result = loop.evaluate(cfg, workdir, eval_batches=eval_batches, weighter=weighter)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "eval.json"), "w") as f:
-            json.dump(result, f, indent=2)
-        if FLAGS.mode == "train" and hasattr(mixture, "final_weights"):  # e.g. DoReMi's mean
-            from reweight.schedule import write_mixture
-            write_mixture(os.path.join(workdir, "mixture.txt"), train_iter.domain_names,
-                          mixture.final_weights())
-        print(json.dumps(result))
+    print(json.dumps(run(cfg, workdir, mode=FLAGS.mode,
+                         allow_config_change=FLAGS.allow_config_change)))
 
 
 if __name__ == "__main__":

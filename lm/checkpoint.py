@@ -89,6 +89,12 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
 
 
+def has_checkpoint(workdir: str) -> bool:
+    """Whether the workdir holds a finished checkpoint step (orbax names them by number)."""
+    directory = checkpoint_dir(workdir)
+    return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+
+
 def load_params(path: str, abstract_state):
     """Params of the latest checkpoint under `path` (a workdir or its checkpoints/ folder),
     laid out as `abstract_state.params` says: for evaluation or continued training."""

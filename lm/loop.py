@@ -216,7 +216,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                                               "window_tokens": window_tok.tolist(),
                                               "eval_loss": eval_loss}}
                     checkpointer.save(step, state, train_iter.get_state(), host_state)
-                batches.release()
+                batches.release(step)
                 # Keep eval and save time out of the tokens/s window.
                 window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0
             if pending is not None:

@@ -37,7 +37,8 @@ class MetricsWriter:
         for k, v in scalars.items():
             self._tb.add_scalar(k, v, step)
         for k, v in (histograms or {}).items():
-            self._tb.add_histogram(k, np.asarray(v), step)
+            if np.isfinite(v).all():  # a skipped non-finite step has no histogram
+                self._tb.add_histogram(k, np.asarray(v), step)
 
     def progress(self, step: int, postfix: dict) -> None:
         if self._bar is not None:
@@ -60,8 +61,15 @@ class MetricsWriter:
 def _truncate_after(path: str, step: int) -> None:
     if not os.path.exists(path):
         return
+    keep = []
     with open(path) as f:
-        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the line a killed run was writing
+                continue
+            if record["step"] <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
     with open(path, "w") as f:
         f.writelines(keep)
 

@@ -31,6 +31,7 @@ class Prefetcher:
         self.depth = depth
         self._last_step = last_step  # the thread draws no step after this one
         self._next_step = first_step  # the step the thread draws next
+        self._paused_at = None  # the barrier step the thread stops after
         self.wait_seconds = 0.0  # host time spent blocked in __next__ since the last reset
         self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
         self._thread.start()
@@ -51,8 +52,9 @@ class Prefetcher:
                 if self._closing.is_set() or self._next_step > self._last_step:
                     break
                 step = self._next_step
-                if self._barrier(step):
-                    self._released.clear()  # pause after this batch until the loop is done
+                if self._barrier(step):  # pause after this batch until the loop is done with it
+                    self._paused_at = step
+                    self._released.clear()
                 batch = self._to_device(next(self._source))
                 self._next_step += 1
                 if not self._put((step, batch)):
@@ -75,9 +77,12 @@ class Prefetcher:
             raise item
         return item
 
-    def release(self) -> None:
-        """Lets the thread draw past the barrier it stopped at."""
-        self._released.set()
+    def release(self, step: int) -> None:
+        """Lets the thread draw past barrier `step` (a no-op if it is not paused there: the
+        thread has already marked the barrier when the loop sees that step's batch)."""
+        if self._paused_at == step:
+            self._paused_at = None
+            self._released.set()
 
     def stop_after(self, step: int) -> None:
         """Ends the stream after `step`. Pass at least (last step taken) + depth + 1: the thread

@@ -1,0 +1,87 @@
+"""A workdir holds one run: its config is recorded there, and a different one may not resume it.
+
+Resuming with another model, data mix, method or schedule would silently train a hybrid that
+matches no config. Fields that change only how the run is watched or laid out (logging,
+checkpoint cadence, the mesh) may differ; everything else must match unless the caller allows
+it, and the error names every differing field.
+"""
+
+import json
+import os
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+
+# Fields a resumed run may change: they do not change what is trained.
+MAY_DIFFER = ("train.run_steps", "train.progress_bar", "train.log_every", "train.eval_every",
+              "train.checkpoint_every", "train.keep_checkpoints", "train.peak_flops",
+              "data.prefetch", "data.eval_rows", "data.data_dir", "data.tfds_data_dir",
+              "mesh.", "init_from")
+
+
+def _flat(tree, prefix="") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out |= _flat(v, f"{prefix}{k}.")
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _as_json(cfg: ml_collections.ConfigDict) -> dict:
+    return json.loads(cfg.to_json_best_effort())
+
+
+def differences(old: dict, new: dict, ignore=()) -> list[str]:
+    """'field: old -> new' for every leaf that differs, skipping fields under `ignore`."""
+    a, b = _flat(old), _flat(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in ignore):
+            continue
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            out.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+    return out
+
+
+def recorded_config(workdir: str) -> dict | None:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def check_resume(cfg: ml_collections.ConfigDict, workdir: str, *, has_checkpoint: bool,
+                 allow_config_change: bool = False) -> None:
+    """Refuses to resume a run whose recorded config differs in a field that matters."""
+    old = recorded_config(workdir)
+    if has_checkpoint and old is not None and not allow_config_change:
+        diff = differences(old, _as_json(cfg), ignore=MAY_DIFFER)
+        if diff:
+            raise ValueError(
+                f"--workdir={workdir} holds a run with another config; resuming it with this one "
+                "would mix them. Differing fields:\n  " + "\n  ".join(diff) + "\nUse a new "
+                "--workdir, or pass --allow_config_change to continue that run with these values")
+
+
+def record(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes the config the run trains with (after every check has passed)."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+        f.write(cfg.to_json_best_effort(indent=2))
+
+
+def check_model_matches(cfg: ml_collections.ConfigDict, source: str) -> None:
+    """Before loading params from another run (init_from, --mode=eval): the model configs must
+    agree, or the error names the field (orbax's own error names only array shapes)."""
+    old = recorded_config(source)
+    if old is None or "model" not in old:
+        return
+    diff = differences({"model": old["model"]}, {"model": _as_json(cfg)["model"]},
+                       ignore=("model.compute_dtype", "model.remat", "model.attention",
+                               "model.max_len"))
+    if diff:
+        raise ValueError(f"the checkpoint in {source} was written by a model with another config; "
+                         "set these fields as it had them:\n  " + "\n  ".join(diff))
