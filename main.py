@@ -79,8 +79,10 @@ def run(cfg, workdir: str, *, mode: str = "train", allow_config_change: bool = F
     if mode == "train":
         workdir_lib.check_resume(cfg, workdir, has_checkpoint=checkpoint.has_checkpoint(workdir),
                                  allow_config_change=allow_config_change)
-    if cfg.init_from or mode == "eval":
-        workdir_lib.check_model_matches(cfg, cfg.init_from or workdir)
+    if cfg.init_from:
+        workdir_lib.check_model_matches(cfg, cfg.init_from)
+    if mode == "eval" and not cfg.init_from:
+        workdir_lib.check_model_matches(cfg, workdir)
     weighter = make_instance_weighter(cfg.reweight)
     selector = make_stage_selector(cfg)
     train_iter, eval_batches = make_data(cfg)

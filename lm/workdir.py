@@ -76,6 +76,9 @@ def record(cfg: ml_collections.ConfigDict, workdir: str) -> None:
 def check_model_matches(cfg: ml_collections.ConfigDict, source: str) -> None:
     """Before loading params from another run (init_from, --mode=eval): the model configs must
     agree, or the error names the field (orbax's own error names only array shapes)."""
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"config.init_from={source!r}: no checkpoint there; give the "
+                                "workdir of an earlier run or its checkpoints/ folder")
     old = recorded_config(source)
     if old is None or "model" not in old:
         return

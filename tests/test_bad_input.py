@@ -1,0 +1,169 @@
+"""Bad configs and bad data fail before any training, each with its own clear message, and
+never touch a checkpoint already written."""
+
+import json
+import os
+
+import jax
+import pytest
+
+import main as main_lib
+from helpers import synthetic, tiny_config
+from lm import checkpoint as ckpt_lib
+from lm import loop
+from lm import workdir as workdir_lib
+from reweight.instance import Uniform
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A workdir holding a finished checkpoint of the tiny config, and its files' bytes."""
+    workdir = str(tmp_path_factory.mktemp("run"))
+    cfg = tiny_config(steps=2, checkpoint_every=2)
+    workdir_lib.record(cfg, workdir)
+    it = synthetic(cfg)
+    loop.train(cfg, workdir, train_iter=it, eval_batches=it.eval_batches(4), weighter=Uniform(),
+               devices=jax.devices()[:1])
+    return workdir, _files(workdir)
+
+
+def _files(workdir) -> dict:
+    out = {}
+    for root, _, names in os.walk(workdir):
+        for name in names:
+            if root.startswith(ckpt_lib.checkpoint_dir(workdir)) or name == "config.json":
+                with open(os.path.join(root, name), "rb") as f:
+                    out[os.path.join(root, name)] = f.read()
+    return out
+
+
+def _domain(root, name, train=b'{"text": "a fine document"}\n' * 50):
+    """A JSONL domain with train and validation files; returns its config entry."""
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for split, content in (("train", train), ("validation", b'{"text": "held out"}\n' * 20)):
+        with open(os.path.join(root, name, f"{split}-00000-of-00001.jsonl"), "wb") as f:
+            f.write(content)
+    return f"{name}={root}/{name}/{{split}}-*.jsonl"
+
+
+def _seqio(cfg, root, train_bytes=None, name="mine"):
+    entry = _domain(root, name, train_bytes) if train_bytes is not None else _domain(root, name)
+    cfg.data.update(source="seqio", domains=entry, vocab="byte", data_dir=str(root))
+    cfg.model.vocab_size = 512
+
+
+def _set(**fields):
+    """Sets dotted config fields: _set(**{"train.lr": 0.0})."""
+    def mutate(cfg, root):
+        for key, value in fields.items():
+            section, name = key.rsplit(".", 1) if "." in key else ("", key)
+            target = cfg
+            for part in filter(None, section.split(".")):
+                target = target[part]
+            target[name] = value
+    return mutate
+
+
+CASES = {
+    # The core config fields (lm/validation.py).
+    "zero width": (_set(**{"model.d_model": 0}), r"config\.model\.d_model must be in \(0"),
+    "heads do not divide": (_set(**{"model.num_heads": 3}),
+                            r"divisible by config\.model\.num_heads=3"),
+    "odd head size": (_set(**{"model.d_model": 36}), r"head size .*=9 must be even"),
+    "unknown dtype": (_set(**{"model.compute_dtype": "fp8"}),
+                      r"config\.model\.compute_dtype='fp8' is unknown"),
+    "rows longer than the model": (_set(**{"data.seq_len": 64}),
+                                   r"config\.data\.seq_len=64 is longer than .*max_len=32"),
+    "no prefetch": (_set(**{"data.prefetch": 0}), r"config\.data\.prefetch must be in \[1, 64\]"),
+    "negative lr": (_set(**{"train.lr": -1.0}), r"config\.train\.lr must be in \(0, inf\), got -1"),
+    "NaN lr": (_set(**{"train.lr": float("nan")}), r"config\.train\.lr must be in .* got nan"),
+    "zero steps": (_set(**{"train.steps": 0}), r"config\.train\.steps must be in \(0"),
+    "beta2 of 1": (_set(**{"train.b2": 1.0}), r"config\.train\.b2 must be < 1"),
+    "batch vs mesh": (_set(**{"train.batch_size": 12}),
+                      r"batch_size=12 .* not divisible by the data-parallel size 8"),
+    "batch vs micro-batches": (_set(**{"train.microbatches": 3}),
+                               r"divisible by config\.train\.microbatches=3"),
+    "unknown NaN policy": (_set(**{"train.on_nonfinite": "ignore"}),
+                           r"config\.train\.on_nonfinite='ignore' is unknown"),
+    "never checkpoint": (_set(**{"train.checkpoint_every": 0}),
+                         r"config\.train\.checkpoint_every must be in \(0"),
+    "negative eval interval": (_set(**{"train.eval_every": -5}), r"config\.train\.eval_every"),
+    "mesh too big": (_set(**{"mesh.shape": (3, 1, 1)}), r"config\.mesh\.shape"),
+    "rule to a missing axis": (_set(**{"mesh.rules": (("batch", "dp"),)}),
+                               r"config\.mesh\.rules maps 'batch' to mesh axis 'dp'"),
+    "every problem listed": (_set(**{"train.lr": 0.0, "train.steps": 0}),
+                             r"2 problem\(s\)(.|\n)*train\.lr(.|\n)*train\.steps"),
+    # Methods (their factories).
+    "unknown weighter": (_set(**{"reweight.instance": "nope"}),
+                         r"config\.reweight\.instance='nope' is not a known"),
+    "unknown mixture policy": (_set(**{"reweight.mixture": "nope"}),
+                               r"config\.reweight\.mixture='nope' is not a known"),
+    "unknown selector": (_set(**{"reweight.selector": "nope"}),
+                         r"config\.reweight\.selector='nope' is not a known"),
+    "negative temperature": (_set(**{"reweight.instance": "loss_based", "reweight.r": -1.0}),
+                             r"config\.reweight\.r must be a finite number > 0, got -1"),
+    # Mixture weights.
+    "negative weight": (_set(**{"data.weights": "2,-1,0"}), r"weights must be >= 0"),
+    "weight of an unknown domain": (_set(**{"data.weights": "synthetic_0:1,nope:1"}),
+                                    r"unknown domain\(s\) \['nope'\]"),
+    "all weights zero": (_set(**{"data.weights": "0,0,0"}), r"must not all be zero"),
+    "too few weights": (_set(**{"data.weights": "1,1"}), r"one entry per domain \(3"),
+    "missing weights file": (_set(**{"data.weights": "file:/no/such/mixture.txt"}),
+                             r"weights file '/no/such/mixture\.txt' .* does not exist"),
+    "unknown source": (_set(**{"data.source": "nope"}), r"config\.data\.source='nope' is unknown"),
+    # Data files (seqio).
+    "no files": (lambda c, r: (_seqio(c, r), c.data.update(
+                     domains=f"mine={r}/none/{{split}}-*.jsonl")),
+                 r"domain 'mine': no files match"),
+    "empty files": (lambda c, r: _seqio(c, r, b""), r"domain 'mine'.* are all empty"),
+    "not UTF-8": (lambda c, r: _seqio(c, r, b'{"text": "caf\xe9"}\n' * 5), r"not valid UTF-8"),
+    "no text field": (lambda c, r: _seqio(c, r, b'{"body": "x"}\n' * 5),
+                      r"no string field 'text'"),
+    "blank documents only": (lambda c, r: _seqio(c, r, b"\n\n\n"), r"yields no documents"),
+    "unknown built-in domain": (_set(**{"data.source": "seqio", "data.domains": "novels"}),
+                                r"unknown built-in domain\(s\) \['novels'\]"),
+    "vocabulary too big for the model": (
+        lambda c, r: (_seqio(c, r), c.model.update(vocab_size=64)),
+        r"config\.model\.vocab_size=64 is smaller than the tokenizer's"),
+    # Checkpoints and workdirs.
+    "init from nowhere": (_set(init_from="/no/such/run"), r"init_from='/no/such/run': no checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_fails_clearly_before_training(case, run_dir, tmp_path):
+    workdir, before = run_dir
+    mutate, message = CASES[case]
+    cfg = tiny_config(steps=4, checkpoint_every=2)
+    mutate(cfg, tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError)) as info:
+        main_lib.run(cfg, workdir, allow_config_change=True)
+    assert info.match(message), str(info.value)
+    assert _files(workdir) == before
+
+
+def test_a_workdir_refuses_another_configs_run_naming_the_fields(run_dir):
+    workdir, before = run_dir
+    cfg = tiny_config(steps=4, checkpoint_every=2)
+    cfg.model.d_model = 64
+    cfg.train.lr = 0.5
+    with pytest.raises(ValueError, match=r"another config(.|\n)*model\.d_model: 32 -> 64"
+                                         r"(.|\n)*train\.lr: 0\.01 -> 0\.5"):
+        main_lib.run(cfg, workdir)
+    assert _files(workdir) == before
+    cfg = tiny_config(steps=2, checkpoint_every=5, log_every=3, run_steps=1)  # how it's watched
+    workdir_lib.check_resume(cfg, workdir, has_checkpoint=True)
+
+
+def test_loading_params_of_another_model_names_the_field(run_dir, tmp_path):
+    workdir, before = run_dir
+    cfg = tiny_config(steps=4)
+    cfg.init_from = workdir
+    cfg.model.num_layers = 3
+    with pytest.raises(ValueError, match=r"set these fields as it had them:\n  "
+                                         r"model\.num_layers: 2 -> 3"):
+        main_lib.run(cfg, str(tmp_path))
+    with pytest.raises(ValueError, match=r"model\.num_layers: 2 -> 3"):
+        main_lib.run(cfg, workdir, mode="eval")
+    assert _files(workdir) == before
+    assert json.load(open(os.path.join(workdir, "config.json")))["model"]["num_layers"] == 2
