@@ -4,8 +4,9 @@
 
 Skills are the depths 1..5 of the chain (data/lego.py); each has its own eval domain with the
 loss on the supervised tokens only, so `eval/skill_<s>/accuracy` is greedy-decoding exact match.
-Chain supervision (every hop's value spelled out) is what made the deep skills learnable at
-this scale; `--config.data.lego_supervision=answer` is the Skill-It paper's answer-only loss.
+Chain supervision (every hop's name and value spelled out) learns far faster from scratch than
+the Skill-It paper's answer-only loss (`--config.data.lego_supervision=answer`), which left
+skills 2-5 at chance for thousands of steps here (shared/methods.md, section 3).
 """
 
 from configs import base

@@ -10,10 +10,12 @@ Tokens are words from a 36-word vocabulary (`VOCAB`), one example per row, padde
 Two ways of supervising (`supervision`):
   answer  loss on the answer digit only (the Skill-It setting);
   chain   the output spells the resolution, `Output: <x_s> = x_1 v_1 x_2 v_2 .. x_s v_s`,
-          with loss on every chain token: each step is then one hop (a value read from the
-          row before it), as in the original LEGO paper's all-variable supervision. From
-          scratch at small scale, answer-only loss leaves skills 2-5 at chance for thousands
-          of steps (shared/methods.md, section 3); chain supervision is what made them learnable.
+          with loss on every chain token: each step is then one hop (one clause looked up
+          from the name before it), as in the original LEGO paper's all-variable supervision.
+          From scratch at small scale, answer-only loss leaves skills 2-5 at chance for
+          thousands of steps (shared/methods.md, section 3); with chain supervision skill 2
+          learns within a few hundred steps, deeper skills need the lookup learned first
+          (see benchmarks/lego.py for what was measured).
 Eval rows carry the loss mask on the same tokens, so the loop's exact-match accuracy is greedy
 decoding of the whole answer.
 
