@@ -108,7 +108,7 @@ def fit_gbm(x: np.ndarray, y: np.ndarray, seed: int) -> Callable[[np.ndarray], n
     except ImportError:
         raise ValueError("config.sweep.regression='gbm' needs scikit-learn: "
                          "pip install scikit-learn, or use regression='ridge'") from None
-    model = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05,
+    model = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1,
                                           min_samples_leaf=max(2, len(x) // 16),
                                           random_state=seed).fit(x, y)
     return model.predict
