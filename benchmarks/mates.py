@@ -2,6 +2,7 @@
 
   nice -n 10 python benchmarks/mates.py           # 3 methods x 3 seeds x 300 steps
   nice -n 10 python benchmarks/mates.py --quick   # 1 seed x 200 steps
+  nice -n 10 python benchmarks/mates.py --quick --seeds=1 --workdir=workdirs/bench_mates_1
 
 Scale: configs/tiny.py (D=128, 2 layers, BPE 8192, L=128, batch 16) on a uniform mix of nine
 domains: the six built-in ones plus three kinds of junk, a third of all rows:
@@ -138,9 +139,11 @@ def junk_share(workdir: str, method: str, steps: int) -> list:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", default="", help="comma-separated seeds (default 0 / 0,1,2)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "bench_mates"))
     args = parser.parse_args()
     seeds, steps = ([0], 200) if args.quick else ([0, 1, 2], 300)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else seeds
     shutil.rmtree(args.workdir, ignore_errors=True)
     vocab = tokenizer.load_vocabulary(str(tokenizer.model_path(
         os.path.join(ROOT, "data_cache"), 8192)))

@@ -17,7 +17,6 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-PAD = 0
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LAST_WORD = re.compile(r"^(.*\S)\s+([A-Za-z]{3,})[.!?]['\"]?$")
 

@@ -294,6 +294,9 @@ class MatesSelector:
         """Probe a sample, fit the influence model, score the pool; (z-scores, metrics)."""
         m, cfg, src = self.m, self.cfg, self._source
         processes = jax.process_count()
+        if m.probe_chunk % processes:
+            raise ValueError(f"config.reweight.mates.probe_chunk={m.probe_chunk} must be a "
+                             f"multiple of the {processes} processes: each feeds equal rows")
         chunk_local = m.probe_chunk // processes
         n_local = math.ceil(m.probe_size / m.probe_chunk) * chunk_local
         pool_rows = len(pool["domain_id"])
