@@ -118,8 +118,10 @@ def main(argv):
         print(json.dumps(skill_graph.estimate(cfg, workdir, make_data=make_data,
                                               weighter=make_instance_weighter(cfg.reweight))))
         return
-    print(json.dumps(run(cfg, workdir, mode=FLAGS.mode,
-                         allow_config_change=FLAGS.allow_config_change)))
+    result = run(cfg, workdir, mode=FLAGS.mode, allow_config_change=FLAGS.allow_config_change)
+    import jax
+    if jax.process_index() == 0:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,15 @@ either whole or absent. Restoring with an abstract state that carries shardings 
 arrays out on the current mesh, whatever mesh wrote them.
 """
 
+import json
 import os
 import time
 import warnings
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 def _manager(directory: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
@@ -33,9 +37,11 @@ class Checkpointer:
         return self._mngr.latest_step()
 
     def save(self, step: int, state, data_state: dict, host_state: dict) -> None:
-        """Asynchronous: arrays are copied off the device before this returns."""
+        """Asynchronous: arrays are copied off the device before this returns. Every process
+        calls it; the data item holds every process's pipeline state."""
         self._mngr.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+            state=ocp.args.StandardSave(state),
+            data=ocp.args.JsonSave({"processes": _gather_json(data_state)}),
             host=ocp.args.JsonSave(host_state)))
 
     def restore_latest(self, abstract_state) -> tuple | None:
@@ -78,7 +84,7 @@ class Checkpointer:
         out = self._mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
             host=ocp.args.JsonRestore()))
-        return out.state, out.data, out.host
+        return out.state, _own_data_state(out.data["processes"], step), out.host
 
     def close(self) -> None:
         self._mngr.wait_until_finished()
@@ -112,3 +118,26 @@ def load_params(path: str, abstract_state):
     mngr.close()
     return restored.state.params
 
+
+def _gather_json(tree: dict) -> list:
+    """Every process's JSON-able dict, in process order (one process: just its own)."""
+    if jax.process_count() == 1:
+        return [tree]
+    data = np.frombuffer(json.dumps(tree).encode(), np.uint8)
+    sizes = multihost_utils.process_allgather(np.asarray([data.size]))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:data.size] = data
+    everyone = multihost_utils.process_allgather(padded)
+    return [json.loads(bytes(row[:int(n)])) for row, n in zip(everyone, sizes.reshape(-1))]
+
+
+def _own_data_state(states: list, step: int) -> dict:
+    """This process's pipeline state. A checkpoint written by another number of processes
+    restores only if the state does not depend on the process (e.g. the synthetic source)."""
+    if len(states) == jax.process_count():
+        return states[jax.process_index()]
+    if all(s == states[0] for s in states):
+        return states[0]
+    raise ValueError(f"checkpoint step {step} was written by {len(states)} processes whose input "
+                     f"pipelines hold different states; this run has {jax.process_count()}. "
+                     "Resume with the same number of processes")

@@ -5,6 +5,7 @@ so the same code runs on 1 CPU, 8 simulated devices, or many hosts.
 """
 
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -14,9 +15,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def maybe_initialize_distributed(mesh_cfg: ml_collections.ConfigDict) -> None:
-    """Joins the multi-controller runtime; under SLURM or on a TPU slice JAX reads the
-    coordinator, process count and id from the environment."""
-    if mesh_cfg.distributed and not jax.distributed.is_initialized():
+    """Joins the multi-controller runtime before any device is used: with the coordinator
+    that `lm.launch` put in the environment, or, with config.mesh.distributed, the one JAX
+    finds itself under SLURM, Open MPI or on a TPU slice. CPU processes talk through gloo."""
+    if jax.distributed.is_initialized():
+        return
+    env = os.environ
+    if "LM_COORDINATOR" in env:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=env["LM_COORDINATOR"],
+                                   num_processes=int(env["LM_NUM_PROCESSES"]),
+                                   process_id=int(env["LM_PROCESS_ID"]))
+    elif mesh_cfg.distributed:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize()
 
 

@@ -240,12 +240,15 @@ def build_runtime(cfg: ml_collections.ConfigDict, weighter: InstanceWeighter, nu
     abstract, init_fn = state_layout(model, tx, weighter, cfg.data.seq_len, mesh, rules)
     state_shardings = jax.tree.map(lambda a: a.sharding, abstract)
     batch_shard = sharding.batch_sharding(mesh, rules)
+    # Metrics are small; every process gets all of them (per-example ones too) to read.
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     step_fn = jax.jit(
         functools.partial(train_step, model=model, tx=tx, weighter=weighter,
                           num_domains=num_domains, microbatches=cfg.train.microbatches),
-        in_shardings=(state_shardings, batch_shard), out_shardings=(state_shardings, None),
+        in_shardings=(state_shardings, batch_shard), out_shardings=(state_shardings, replicated),
         donate_argnums=0)
     eval_fn = jax.jit(functools.partial(eval_step, model=model,
                                         num_domains=num_eval_domains or num_domains),
-                      in_shardings=(state_shardings.params, batch_shard))
+                      in_shardings=(state_shardings.params, batch_shard),
+                      out_shardings=replicated)
     return Runtime(cfg, mesh, rules, model, tx, abstract, init_fn, batch_shard, step_fn, eval_fn)
