@@ -45,6 +45,9 @@ def launch(command: list[str], num_processes: int, devices_per_process: int,
         if platform == "cpu":
             env |= {"JAX_PLATFORMS": "cpu",
                     "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
+        else:  # process i drives GPUs i*d .. i*d + d - 1
+            gpus = range(i * devices_per_process, (i + 1) * devices_per_process)
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         proc = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         procs.append(proc)
@@ -92,9 +95,9 @@ def main() -> None:
         usage="python -m lm.launch [options] -- main.py --config=... --workdir=...")
     parser.add_argument("--num_processes", type=int, default=2)
     parser.add_argument("--devices_per_process", type=int, default=4,
-                        help="simulated CPU devices per process (platform cpu)")
+                        help="simulated CPU devices (cpu) or GPUs (gpu) per process")
     parser.add_argument("--platform", default="cpu", choices=["cpu", "gpu"],
-                        help="gpu: each process sees the machine's GPUs as JAX assigns them")
+                        help="gpu: process i sees GPUs i*d .. i*d+d-1 (CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--port", type=int, default=0, help="coordinator port (0 = a free one)")
     args, command = parser.parse_known_args()
     if command[:1] == ["--"]:
