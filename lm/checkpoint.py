@@ -57,11 +57,13 @@ class Checkpointer:
                 failures.append((step, e))
                 continue
             for bad, error in failures:
-                moved = self._move_aside(bad)
+                moved = (self._move_aside(bad) if jax.process_index() == 0  # one process moves it
+                         else self._directory + "-corrupt/")
                 warnings.warn(f"checkpoint step {bad} failed to restore ({type(error).__name__}: "
                               f"{str(error)[:300]}); moved it to {moved} and resumed from step "
                               f"{step} instead", RuntimeWarning, stacklevel=2)
             if failures:
+                multihost_utils.sync_global_devices("checkpoint fallback")
                 self._mngr.reload()
             return (step, *restored)
         if failures:
