@@ -17,9 +17,11 @@ from configs import tiny
 def get_config():
     c = tiny.get_config()
     c.model.update(d_model=64, num_heads=4, num_layers=2, mlp_dim=256, max_len=128)
-    c.data.update(seq_len=64, eval_rows=32, heldout=False)
+    # A small shuffle buffer: each trial restarts its streams, and filling 1024 chunks per
+    # domain cost more than a proxy's training. peak_flops is set so no trial measures it.
+    c.data.update(seq_len=64, eval_rows=32, heldout=False, shuffle_buffer_size=128)
     c.train.update(batch_size=16, steps=50, lr=3e-3, warmup_steps=5, eval_every=0,
-                   checkpoint_every=50, log_every=25, progress_bar=False)
+                   checkpoint_every=50, log_every=25, progress_bar=False, peak_flops=1e11)
     c.sweep.update(num_trials=48, center="natural", dirichlet_strengths="0.3,1,3",
                    max_epochs=4.0, min_weight=0.01, target="average", regression="ridge",
                    holdout_fraction=0.25, num_simulations=100_000, top_k=128)
