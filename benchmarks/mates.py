@@ -1,7 +1,7 @@
 """MATES vs random selection vs no selection on a tiny LM, with junk planted in the pool.
 
   nice -n 10 python benchmarks/mates.py           # 3 methods x 3 seeds x 300 steps
-  nice -n 10 python benchmarks/mates.py --quick   # 1 seed x 200 steps
+  nice -n 10 python benchmarks/mates.py --quick   # 1 seed x 200 steps: ~24 min when shared
   nice -n 10 python benchmarks/mates.py --quick --seeds=1 --workdir=workdirs/bench_mates_1
 
 Scale: configs/tiny.py (D=128, 2 layers, BPE 8192, L=128, batch 16) on a uniform mix of nine
