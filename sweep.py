@@ -183,12 +183,16 @@ def _run_trial(cfg, index, workdir, make_data):
         tcfg = trial_config(cfg, names, weights)
         validation.validate_config(tcfg, 1, 1)
         train_iter, eval_batches = make_data(tcfg)
+        weighter = make_instance_weighter(tcfg.reweight)
         result = loop.train(tcfg, out, train_iter=train_iter, eval_batches=eval_batches,
-                            weighter=make_instance_weighter(tcfg.reweight),
-                            selector=make_stage_selector(tcfg), devices=jax.devices()[:1])
+                            weighter=weighter, selector=make_stage_selector(tcfg),
+                            devices=jax.devices()[:1])
         if "preempted" in result:  # not a result: stop the sweep, the rerun resumes the trial
             raise SystemExit(f"trial {index} stopped at step {result['preempted']} by a signal; "
                              "rerun the sweep to resume it from its checkpoint")
+        if not result:  # trained to the end before, stopped before its row was written
+            result = loop.evaluate(tcfg, out, eval_batches=eval_batches, weighter=weighter,
+                                   devices=jax.devices()[:1])
         losses = {k[len("eval/"):-len("/loss")]: v for k, v in result.items()
                   if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}
         row |= {"status": "ok", "target": target_loss(cfg, names, losses), "eval": losses}
@@ -275,6 +279,9 @@ def _run_local(cfg, todo, workdir, make_data, on_row):
                 on_row(row)
         return
     for i in todo:
+        if (done := read_rows(workdir).get(i)) and done["status"] == "ok":  # e.g. an array job
+            on_row(done)
+            continue
         on_row(run_trial(cfg, i, workdir, make_data))
 
 

@@ -57,6 +57,11 @@ def test_sweep_runs_records_failures_and_resumes(local_sweep):
     assert third["trials_run"] == 0  # nothing reruns
     assert stamps == {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
                       for p in stamps}
+    before = _rows(workdir)[1]
+    os.remove(os.path.join(workdir, "trials", "0001", "result.json"))  # trained, row lost
+    assert sweep.run(_cfg(), workdir, main.make_data)["trials_run"] == 1
+    after = _rows(workdir)[1]  # evaluated from its final checkpoint, not retrained
+    assert after["target"] == pytest.approx(before["target"], rel=1e-6)
     chosen = np.array(list(third["chosen"].values()))
     assert chosen.sum() == pytest.approx(1.0) and (chosen >= 0).all()
     with open(os.path.join(workdir, "mixture.txt")) as f:
