@@ -1,6 +1,6 @@
 """Train-step throughput: tokens/s, FLOPs per token and MFU against a matmul measured here.
 
-  python benchmarks/step_throughput.py            # both shapes, ~5 min on 2 cores
+  python benchmarks/step_throughput.py            # both shapes, ~15 min on 2 cores
   python benchmarks/step_throughput.py --quick    # the small shape only, fewer steps
 
 Shapes (f32, one device): "small" is D=128, 4 heads, 2 layers, MLP 512, L=128, vocab 8192,
@@ -133,7 +133,7 @@ def main():
                         help="skip the reweighting-overhead comparison")
     args = parser.parse_args()
     shapes = ["small"] if args.quick else args.shapes.split(",")
-    steps, repeats = (10, 3) if args.quick else (20, 5)
+    steps, repeats = (10, 3) if args.quick else (20, 3)
     devices = jax.devices() if args.all_devices else jax.devices()[:1]
     on_cpu = devices[0].platform == "cpu"
 
@@ -148,8 +148,8 @@ def main():
         tok_s = tokens / sec
         row = {"shape": name, "ms_per_step": 1e3 * sec, "tokens_per_s": tok_s,
                "flops_per_token": fpt, "gflops": tok_s * fpt / 1e9}
-        if len(devices) == 1:
-            parts = profile(cfg, steps, repeats)
+        if len(devices) == 1:  # fewer, shorter windows: each part is timed like the step
+            parts = profile(cfg, max(steps // 4, 3), 2)
             row["profile_ms"] = {k: 1e3 * v for k, v in parts.items()}
         results.append(row)
     overhead = {}
