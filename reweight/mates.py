@@ -243,6 +243,9 @@ class MatesSelector:
     def __init__(self, cfg: ml_collections.ConfigDict, reference: dict | None = None):
         m = cfg.reweight.mates
         _check(m.stage_steps > 0, "stage_steps", m.stage_steps, "steps per stage; > 0")
+        _check(m.stage_steps < cfg.train.steps, "stage_steps", m.stage_steps,
+               f"must be below config.train.steps={cfg.train.steps}, or the run is one stage "
+               "and nothing is ever selected")
         _check(0 < m.selection_ratio <= 1, "selection_ratio", m.selection_ratio,
                "the fraction of the pool kept; in (0, 1]")
         _check(m.mode in MODES, "mode", m.mode, f"one of {MODES}")

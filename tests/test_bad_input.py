@@ -102,6 +102,8 @@ CASES = {
                          r"config\.reweight\.selector='nope' is not a known"),
     "negative temperature": (_set(**{"reweight.instance": "loss_based", "reweight.r": -1.0}),
                              r"config\.reweight\.r must be a finite number > 0, got -1"),
+    "one MATES stage": (_set(**{"reweight.selector": "mates", "reweight.mates.stage_steps": 4}),
+                        r"config\.reweight\.mates\.stage_steps .* below config\.train\.steps=4"),
     # Mixture weights.
     "negative weight": (_set(**{"data.weights": "2,-1,0"}), r"weights must be >= 0"),
     "weight of an unknown domain": (_set(**{"data.weights": "synthetic_0:1,nope:1"}),
