@@ -221,14 +221,14 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                 window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0
             if pending is not None:
                 report(*pending)
+            if guard.requested:
+                writer.note(f"stopped by {guard.signal_name} after step {step}; its checkpoint "
+                            "is saved: run the same command to resume")
+                last_eval = {**last_eval, "preempted": step}
         finally:
             batches.close()
             checkpointer.close()
             writer.close()
-        if guard.requested:
-            writer.note(f"stopped by {guard.signal_name} after step {step}; its checkpoint is "
-                        "saved: run the same command to resume")
-            last_eval = {**last_eval, "preempted": step}
     if is_main:
         plots.plot_run(workdir)
     return last_eval

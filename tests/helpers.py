@@ -29,3 +29,24 @@ def untimed(workdir) -> list[dict]:
     """metrics.jsonl of a run without its wall-clock fields: equal for identical runs."""
     from lm.metrics import read_metrics
     return [{k: v for k, v in m.items() if k not in TIMING} for m in read_metrics(str(workdir))]
+
+
+class Recording:
+    """A batch source that keeps the domain ids of every batch it hands out."""
+
+    def __init__(self, it):
+        self.it, self.domains, self.domain_names = it, [], it.domain_names
+
+    def __next__(self):
+        batch = next(self.it)
+        self.domains.append(batch["domain_id"].copy())
+        return batch
+
+    def get_state(self):
+        return self.it.get_state()
+
+    def set_state(self, s):
+        self.it.set_state(s)
+
+    def set_weights(self, w):
+        self.it.set_weights(w)

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import synthetic, tiny_config, untimed
+from helpers import Recording, synthetic, tiny_config, untimed
 from lm import loop
 from lm.metrics import read_metrics
 from reweight.instance import Uniform
@@ -35,28 +35,6 @@ class ChaseHighestLoss:
 
     def set_state(self, state):
         self.calls = [None] * state["updates"]
-
-
-class Recording:
-    """Wraps an iterator and keeps the domain ids of every batch it hands out."""
-
-    def __init__(self, it):
-        self.it, self.domains = it, []
-        self.domain_names = it.domain_names
-
-    def __next__(self):
-        batch = next(self.it)
-        self.domains.append(batch["domain_id"].copy())
-        return batch
-
-    def get_state(self):
-        return self.it.get_state()
-
-    def set_state(self, s):
-        self.it.set_state(s)
-
-    def set_weights(self, w):
-        self.it.set_weights(w)
 
 
 def _run(workdir, **train):

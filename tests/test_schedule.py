@@ -8,32 +8,11 @@ import numpy as np
 import pytest
 
 from data.pipeline import parse_weights
-from helpers import synthetic, tiny_config
+from helpers import Recording, synthetic, tiny_config
 from lm import loop
 from reweight import schedule
 from reweight.instance import Uniform
 from reweight.mixture import make_mixture_policy
-
-
-class Recording:
-    """Keeps the domain ids of every batch it hands out."""
-
-    def __init__(self, it):
-        self.it, self.domains, self.domain_names = it, [], it.domain_names
-
-    def __next__(self):
-        batch = next(self.it)
-        self.domains.append(batch["domain_id"].copy())
-        return batch
-
-    def get_state(self):
-        return self.it.get_state()
-
-    def set_state(self, s):
-        self.it.set_state(s)
-
-    def set_weights(self, w):
-        self.it.set_weights(w)
 
 
 def test_schedule_switches_at_the_fraction_of_training(tmp_path):
