@@ -4,7 +4,7 @@
 
 Every 50 steps each skill is evaluated; every `update_every` steps the sampling weights become
 p_i ∝ exp(eta * sum_j A[i, j] * sum of the last 3 evals of L_j). The paper uses 1000-step
-rounds of a 6000-step run; this run is 3000 steps, so rounds are 500 steps: 6 rounds, as
+rounds of a 6000-step run; this run is 1500 steps, so rounds are 250 steps: 6 rounds, as
 there. To use an estimated graph instead:
   python main.py --config=configs/lego_stratified.py --workdir=workdirs/lego_graph \
       --mode=skill_graph
@@ -20,5 +20,5 @@ LEGO_GRAPH = "1,0,0,0,0;1,1,1,1,0;0,0,1,0,0;0,0,0,1,0;0,0,0,0,1"  # methods.md s
 def get_config():
     c = lego_stratified.get_config()
     c.reweight.mixture = "skill_it"
-    c.reweight.skill_it.update(graph=LEGO_GRAPH, eta=0.5, window=3, update_every=500)
+    c.reweight.skill_it.update(graph=LEGO_GRAPH, eta=0.5, window=3, update_every=250)
     return c

@@ -9,13 +9,17 @@ it takes exactly s hops through the clauses (skill 1, the root, copies the only 
 Tokens are words from a 36-word vocabulary (`VOCAB`), one example per row, padded with 0.
 Two ways of supervising (`supervision`):
   answer  loss on the answer digit only (the Skill-It setting);
-  chain   the output spells the resolution, `Output: <x_s> = x_1 v_1 x_2 v_2 .. x_s v_s`,
-          with loss on every chain token: each step is then one hop (one clause looked up
-          from the name before it), as in the original LEGO paper's all-variable supervision.
-          From scratch at small scale, answer-only loss leaves skills 2-5 at chance for
-          thousands of steps (shared/methods.md, section 3); with chain supervision skill 2
-          learns within a few hundred steps, deeper skills need the lookup learned first
-          (see benchmarks/lego.py for what was measured).
+  chain   the output spells the resolution one hop at a time,
+          `Output: <x_s> = x_1 v_1 x_1 x_2 op_2 v_2 .. x_{s-1} x_s op_s v_s`, with loss on every
+          token after `=`: from the name just written, the name whose clause points to it, that
+          clause's `val`/`not`, and the value it gives. Like the original LEGO paper's
+          all-variable supervision, every step is one lookup or one XOR. Measured from scratch
+          (4 layers x d=64): answer-only loss leaves skills 2-5 at chance for thousands of
+          steps (shared/methods.md, section 3), and so does the shorter spelling `x_1 v_1 x_2
+          v_2 ..` beyond skill 2 (the next name is predicted at a value token, so the lookup
+          needs the name from the position before: 4000 steps and the name stayed a uniform
+          guess). Repeating the previous name makes each lookup's query the current token, and
+          writing the op separates the clause lookup from the XOR.
 Eval rows carry the loss mask on the same tokens, so the loop's exact-match accuracy is greedy
 decoding of the whole answer.
 
@@ -49,7 +53,12 @@ def skill_names(k: int) -> list[str]:
 def seq_len_needed(k: int, supervision: str) -> int:
     """Tokens in the longest row: Input + k clauses of 4 + (k-1) commas + Output + answer."""
     prompt = 1 + 4 * k + (k - 1) + 1
-    return prompt + (4 if supervision == "answer" else 2 + 2 * k)
+    return prompt + 2 + (2 if supervision == "answer" else chain_len(k))
+
+
+def chain_len(skill: int) -> int:
+    """Supervised tokens of a chain answer: the root's name and value, then 4 per hop."""
+    return 4 * skill - 2
 
 
 class Example:
@@ -80,7 +89,10 @@ class Example:
         prompt.append("Output:")
         if supervision == "answer":
             return prompt + [self.chain[skill - 1], "=", "val", str(self.values[skill - 1])], 1
-        answer = [w for i in range(skill) for w in (self.chain[i], str(self.values[i]))]
+        answer = [self.chain[0], str(self.values[0])]
+        for i in range(1, skill):
+            answer += [self.chain[i - 1], self.chain[i], "not" if self.negate[i] else "val",
+                       str(self.values[i])]
         return prompt + [self.chain[skill - 1], "="] + answer, len(answer)
 
 
@@ -161,7 +173,7 @@ class Lego:
                 return encode_row(words, supervised, self.seq_len)
 
     def eval_rows(self, skill: int) -> list[dict[str, np.ndarray]]:
-        supervised = 1 if self.supervision == "answer" else 2 * skill
+        supervised = 1 if self.supervision == "answer" else chain_len(skill)
         return [encode_row(w, supervised, self.seq_len) for w in self._eval[skill - 1]]
 
 

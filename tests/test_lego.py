@@ -42,16 +42,27 @@ def test_answer_resolves_the_chain_in_exactly_s_hops(k):
 
 
 def test_chain_supervision_spells_every_hop():
+    """`x_1 v_1` then, per hop, `x_{i-1} x_i op_i v_i`: x_i's clause points to x_{i-1} with op_i,
+    v_i is x_i's value, and x_i is i hops deep."""
     k = 5
     gen = lego.Lego(k, "chain", lego.seq_len_needed(k, "chain"), seed=2, eval_examples=10)
     for s in range(1, k + 1):
+        n = lego.chain_len(s)
         for row in [gen.train_row(s, i) for i in range(10)] + gen.eval_rows(s):
             words, mask = _words(row)
-            chain = words[-2 * s:]
-            assert words[-2 * s - 3:-2 * s] == ["Output:", chain[-2], "="]
-            assert mask.tolist() == [0.0] * (len(words) - 2 * s) + [1.0] * (2 * s)
-            for depth, (var, value) in enumerate(zip(chain[::2], chain[1::2]), start=1):
+            chain = words[-n:]
+            assert mask.tolist() == [0.0] * (len(words) - n) + [1.0] * n
+            body = " ".join(words).split("Input:")[1].split("Output:")[0]
+            clauses = {c.split()[0]: c.split()[2:] for c in body.split(",")}
+            assert clauses[chain[0]][1] in "01" and _hops(words, chain[0]) == 1
+            assert lego.resolve(words, chain[0]) == int(chain[1])
+            names = [chain[0]]
+            for depth, (parent, var, op, value) in enumerate(
+                    zip(*[iter(chain[2:])] * 4), start=2):
+                assert parent == names[-1] and clauses[var] == [op, parent]
                 assert lego.resolve(words, var) == int(value) and _hops(words, var) == depth
+                names.append(var)
+            assert words[-n - 3:-n] == ["Output:", names[-1], "="]
 
 
 def test_examples_are_distinct_and_vary():
@@ -90,14 +101,15 @@ def test_train_iter_mixes_skills_and_resumes():
     assert list(evals) == ["skill_1", "skill_2", "skill_3"]
     assert len(evals["skill_2"]) == 2 and evals["skill_2"][0]["inputs"].shape == (2, 32)
     assert (evals["skill_3"][1]["domain_id"] == 2).all()
-    with pytest.raises(ValueError, match="at least 38"):
+    with pytest.raises(ValueError, match="at least 46"):
         lego.Lego(5, "chain", 32)
 
 
 def test_greedy_decode_agrees_with_exact_match(one_device):
     """Rows whose answer is what the model decodes must be exact matches under teacher forcing,
     and every row's exact-match flag must equal 'greedy decoding reproduces the answer'."""
-    k, n = 3, 6  # chain answers of skill 3: 6 tokens
+    k = 3
+    n = lego.chain_len(k)
     cfg = base.get_config()
     cfg.model.update(vocab_size=lego.VOCAB_SIZE, d_model=32, num_heads=2, num_layers=2,
                      mlp_dim=64, max_len=32)
