@@ -1,8 +1,9 @@
 """Skill-It vs random (1:1:1:3:5) vs stratified (uniform) on LEGO (k=5), from scratch.
 
-  python benchmarks/lego.py            # 3 methods x 3 seeds x 1000 steps (see README for time)
+  python benchmarks/lego.py            # 3 methods x 3 seeds x 1500 steps (see README for time)
   python benchmarks/lego.py --quick    # 1 seed x 200 steps: a few minutes
   python benchmarks/lego.py --estimated_graph   # also Skill-It on a brute-force graph
+  python benchmarks/lego.py --methods= --estimated_graph   # that one alone
 
 Each run is configs/lego_<method>.py (chain supervision: every hop's value is in the loss,
 see data/lego.py) with the steps, seed and Skill-It round length set here, all at equal steps.
@@ -114,12 +115,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=1000, help="steps per run (quick: 200)")
+    parser.add_argument("--steps", type=int, default=1500, help="steps per run (quick: 200)")
     parser.add_argument("--eval_every", type=int, default=0, help="0 = steps / 24")
     parser.add_argument("--evals_per_round", type=int, default=4,
                         help="Skill-It round = this many evals (default: 6 rounds per run)")
     parser.add_argument("--estimated_graph", action="store_true",
                         help="also run Skill-It on a graph from skill_graph.estimate")
+    parser.add_argument("--methods", default=",".join(CONFIGS),
+                        help=f"comma-separated subset of {','.join(CONFIGS)} (may be empty)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "bench_lego"))
     args = parser.parse_args()
     seeds = 1 if args.quick else args.seeds
@@ -130,7 +133,11 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     t_start = time.perf_counter()
 
-    methods = dict(CONFIGS)
+    chosen = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(chosen) - set(CONFIGS))
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {list(CONFIGS)}")
+    methods = {m: CONFIGS[m] for m in chosen}
     graph_json = ""
     if args.estimated_graph:
         gdir = os.path.join(args.workdir, "graph")
