@@ -1,7 +1,7 @@
 """Skill-It vs random (1:1:1:3:5) vs stratified (uniform) on LEGO (k=5), from scratch.
 
-  python benchmarks/lego.py            # 3 methods x 3 seeds x 1500 steps (see README for time)
-  python benchmarks/lego.py --quick    # 1 seed x 200 steps: a few minutes
+  python benchmarks/lego.py            # 3 methods x 3 seeds x the configs' 1500 steps (~52 min)
+  python benchmarks/lego.py --quick    # 1 seed x 200 steps
   python benchmarks/lego.py --estimated_graph   # also Skill-It on a brute-force graph
   python benchmarks/lego.py --methods= --estimated_graph   # that one alone
 
@@ -115,7 +115,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=1500, help="steps per run (quick: 200)")
+    parser.add_argument("--steps", type=int, default=0, help="0 = the config's (quick: 200)")
     parser.add_argument("--eval_every", type=int, default=0, help="0 = steps / 24")
     parser.add_argument("--evals_per_round", type=int, default=4,
                         help="Skill-It round = this many evals (default: 6 rounds per run)")
@@ -127,7 +127,7 @@ def main():
     args = parser.parse_args()
     seeds = 1 if args.quick else args.seeds
     base_cfg = lego_stratified.get_config()
-    steps = 200 if args.quick else args.steps
+    steps = args.steps or (200 if args.quick else base_cfg.train.steps)
     eval_every = args.eval_every or max(steps // 24, 1)
     k = base_cfg.data.lego_k
     os.makedirs(args.workdir, exist_ok=True)
