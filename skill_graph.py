@@ -4,8 +4,8 @@ From one shared start, train on skill i alone for H steps and measure every skil
 A[i, j] = (L_j(start) - L_j(after H steps on i)) / L_j(start). The start is config.init_from
 or, with `skill_graph.start_steps` > 0, a run of that many steps on the config's own mix
 (LEGO from scratch: every skill is at chance at init, so the graph would only say "anything
-helps a bit"). Each training is the ordinary `lm.loop.train` on a derived config in its own
-sub-directory, so an interrupted estimate resumes where it stopped.
+helps a bit"). Each training is an ordinary run (`experiment.build(...).train`) of a derived
+config in its own sub-directory, so an interrupted estimate resumes where it stopped.
 
 Outputs in the workdir: skill_graph.json ({"skills", "graph", "start_loss", "after_loss",
 "steps"}; `config.reweight.skill_it.graph` reads it) and skill_graph.png (a heatmap).
@@ -13,39 +13,30 @@ Outputs in the workdir: skill_graph.json ({"skills", "graph", "start_loss", "aft
 
 import json
 import os
-from typing import Callable
 
 import ml_collections
 import numpy as np
 
-from lm import loop
-from reweight.instance import InstanceWeighter
-
-MakeData = Callable[[ml_collections.ConfigDict], tuple]  # cfg -> (train iterator, eval batches)
+import experiment
 
 
 def _derived(cfg: ml_collections.ConfigDict, **changes) -> ml_collections.ConfigDict:
     """A copy of the config with dotted-path changes, e.g. {"train.steps": 100}."""
-    out = ml_collections.ConfigDict(cfg.to_dict())
-    for path, value in changes.items():
-        *parents, leaf = path.split(".")
-        node = out
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    out = cfg.copy_and_resolve_references()
+    out.update_from_flattened_dict(changes)
     return out
 
 
-def _skill_losses(result: dict, names: list) -> np.ndarray:
-    missing = [n for n in names if f"eval/{n}/loss" not in result]
+def _skill_losses(result, names: list) -> np.ndarray:
+    missing = [n for n in names if n not in result.loss]
     if missing:
         raise ValueError(f"no eval loss for skills {missing}: the skills graph needs an eval "
                          "domain named like each training domain")
-    return np.array([result[f"eval/{n}/loss"] for n in names])
+    return np.array([result.loss[n] for n in names])
 
 
-def estimate(cfg: ml_collections.ConfigDict, workdir: str, *, make_data: MakeData,
-             weighter: InstanceWeighter, devices=None) -> dict:
+def estimate(cfg: ml_collections.ConfigDict, workdir: str, *,
+             make_data: experiment.MakeData = experiment.build_data, devices=None) -> dict:
     """Trains the start and one H-step run per skill (skipping finished ones), writes
     skill_graph.json and skill_graph.png in the workdir, returns the JSON dict."""
     g = cfg.skill_graph
@@ -58,32 +49,27 @@ def estimate(cfg: ml_collections.ConfigDict, workdir: str, *, make_data: MakeDat
                          "mix (> 0) or a checkpoint to start from")
     os.makedirs(workdir, exist_ok=True)
     quiet = {"train.progress_bar": False, "reweight.mixture": "fixed"}
+
+    def train(c, sub):
+        exp = experiment.build(c, data=make_data(c))
+        # A finished run (a resumed estimate) trains nothing and has no eval: evaluate it.
+        return exp.train(sub, devices).eval or exp.evaluate(sub, devices)
+
     start = cfg.init_from
     if g.start_steps:
         start = os.path.join(workdir, "start")
-        start_cfg = _derived(cfg, **quiet, **{"train.steps": g.start_steps, "train.run_steps": 0})
-        it, evals = make_data(start_cfg)
-        loop.train(start_cfg, start, train_iter=it, eval_batches=evals, weighter=weighter,
-                   devices=devices)
-    it, evals = make_data(cfg)
-    names = list(it.domain_names)
-    start_loss = _skill_losses(loop.evaluate(_derived(cfg, init_from=start), start,
-                                             eval_batches=evals, weighter=weighter,
-                                             devices=devices), names)
+        train(_derived(cfg, **quiet, **{"train.steps": g.start_steps, "train.run_steps": 0}),
+              start)
+    exp = experiment.build(cfg, train=False, data=make_data(cfg))
+    names = list(exp.data.domain_names)
+    start_loss = _skill_losses(exp.evaluate(start, devices), names)
     after = []
     for name in names:
-        sub = os.path.join(workdir, f"on_{name}")
         sub_cfg = _derived(cfg, **quiet, init_from=start, **{
             "data.weights": f"{name}:1", "train.steps": g.steps, "train.run_steps": 0,
             "train.eval_every": g.steps, "train.checkpoint_every": g.steps,
             "train.warmup_steps": min(cfg.train.warmup_steps, g.steps // 10)})
-        it, evals = make_data(sub_cfg)
-        # A finished run (a resumed estimate) trains nothing and returns {}: evaluate it.
-        result = loop.train(sub_cfg, sub, train_iter=it, eval_batches=evals, weighter=weighter,
-                            devices=devices) or loop.evaluate(
-            _derived(sub_cfg, init_from=""), sub, eval_batches=evals, weighter=weighter,
-            devices=devices)
-        after.append(_skill_losses(result, names))
+        after.append(_skill_losses(train(sub_cfg, os.path.join(workdir, f"on_{name}")), names))
     after = np.stack(after)
     graph = (start_loss[None, :] - after) / start_loss[None, :]
     result = {"skills": names, "graph": graph.tolist(), "start_loss": start_loss.tolist(),

@@ -2,7 +2,7 @@
 --workdir=DIR`.
 
 Draws `sweep.num_trials` mixtures (reweight/regmix.py), trains the config's (tiny) model on each
-with the ordinary entry point (`lm.loop.train`, data from main.py's `make_data`), each trial in
+with the ordinary entry point (`experiment.build(...).train`), each trial in
 DIR/trials/NNNN with the same steps and seed, then fits the regression and writes the chosen
 mixture to DIR/mixture.txt (use it with `--config.data.weights=file:DIR/mixture.txt`).
 
@@ -22,29 +22,12 @@ import os
 import sys
 import time
 import traceback
-from typing import Callable
 
 import ml_collections
 import numpy as np
 
-from reweight import regmix, schedule
-
-MakeData = Callable[[ml_collections.ConfigDict], tuple]
-
-
-def domain_names(cfg: ml_collections.ConfigDict) -> tuple[list, list]:
-    """(training domain names, eval domain names) without building any pipeline."""
-    if cfg.data.source == "synthetic":
-        names = [f"synthetic_{d}" for d in range(cfg.data.num_domains)]
-        return names, names
-    if cfg.data.source != "seqio":
-        raise ValueError(f"config.data.source={cfg.data.source!r}: a sweep runs on seqio or "
-                         "synthetic domains")
-    from data import pipeline
-    names = [s.name for s in pipeline.specs_from_config(cfg.data)]
-    heldout = ([s.name for s in pipeline.heldout_domains(cfg.data.data_dir)]
-               if cfg.data.heldout else [])
-    return names, names + heldout
+import experiment
+from reweight import mixture, regmix
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
@@ -54,7 +37,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.sweep.num_trials must be >= 2, got {s.num_trials}: the "
                          "regression needs several mixtures")
     regmix.parse_strengths(s.dirichlet_strengths)
-    names, eval_names = domain_names(cfg)
+    names, eval_names = experiment.domain_names(cfg)
     if s.target != "average" and s.target not in eval_names:
         raise ValueError(f"config.sweep.target={s.target!r} is not an eval domain; choose "
                          f"'average' or one of {eval_names}")
@@ -70,29 +53,33 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.sweep.regression={s.regression!r} is unknown; use ridge or gbm")
 
 
-def _caps(cfg, names):
+def _caps(cfg, env):
     target = cfg.sweep.target_tokens or (cfg.train.steps * cfg.train.batch_size *
                                          cfg.data.seq_len)
-    return regmix.epoch_caps(schedule.token_counts(cfg, names), target, cfg.sweep.max_epochs)
+    return regmix.epoch_caps(env.token_counts(), target, cfg.sweep.max_epochs)
 
 
-def draw_trials(cfg: ml_collections.ConfigDict, names: list) -> np.ndarray:
+def _draw(cfg: ml_collections.ConfigDict, n: int, stream: int) -> np.ndarray:
+    env = experiment.Env(cfg)
+    return regmix.draw_mixtures(np.random.default_rng([cfg.seed, stream]),
+                                env.weights(cfg.sweep.center),
+                                regmix.parse_strengths(cfg.sweep.dirichlet_strengths), n,
+                                min_weight=cfg.sweep.min_weight, caps=_caps(cfg, env))
+
+
+def draw_trials(cfg: ml_collections.ConfigDict) -> np.ndarray:
     """The sweep's [num_trials, K] mixtures: a function of the config alone, so every process
     and every rerun agrees on trial i's mixture."""
-    rng = np.random.default_rng([cfg.seed, 7_000])
-    return regmix.draw_mixtures(rng, schedule.resolve_weights(cfg.sweep.center, cfg, names),
-                                regmix.parse_strengths(cfg.sweep.dirichlet_strengths),
-                                cfg.sweep.num_trials, min_weight=cfg.sweep.min_weight,
-                                caps=_caps(cfg, names))
+    return _draw(cfg, cfg.sweep.num_trials, 7_000)
 
 
 def trial_config(cfg: ml_collections.ConfigDict, names: list,
                  weights: np.ndarray) -> ml_collections.ConfigDict:
     """The proxy's config: the sweep config with this fixed mixture (same steps and seed)."""
-    t = ml_collections.ConfigDict(cfg.to_dict())
-    t.data.weights = ",".join(f"{n}:{w:.17g}" for n, w in zip(names, weights))
-    t.reweight.mixture = "fixed"
-    t.train.progress_bar = False
+    t = cfg.copy_and_resolve_references()
+    t.update_from_flattened_dict({
+        "data.weights": ",".join(f"{n}:{w:.17g}" for n, w in zip(names, weights)),
+        "reweight.mixture": "fixed", "train.progress_bar": False})
     return t
 
 
@@ -131,34 +118,34 @@ def compile_cache(workdir: str):
 
 
 class RewoundData:
-    """`make_data` for trials that differ only in `data.weights`: builds each slot's sources
-    once per process, then for every trial rewinds them to their freshly built state and sets
-    the trial's weights. A trial then reads exactly the batches a fresh `make_data` would give
-    (the streams restart, the mixer's draws restart from the seed), without rebuilding seqio
+    """The data of trials that differ only in `data.weights`: builds each slot's sources once
+    per process, then for every trial rewinds them to their freshly built state and sets the
+    trial's weights. A trial then reads exactly the batches freshly built data would give (the
+    streams restart, the mixer's draws restart from the seed), without rebuilding seqio
     pipelines: that build was 75-100 s of a ~80-130 s tiny trial on this shared machine."""
 
-    def __init__(self, make_data: MakeData):
+    def __init__(self, make_data: experiment.MakeData = experiment.build_data):
         self.make_data = make_data
         self.key, self.built = None, {}
 
-    def __call__(self, cfg: ml_collections.ConfigDict, slot: int = 0) -> tuple:
-        from data.pipeline import parse_weights
-        key = ml_collections.ConfigDict(cfg.to_dict())
+    def __call__(self, cfg: ml_collections.ConfigDict, slot: int = 0) -> experiment.Data:
+        from data.mixing import parse_weights
+        key = cfg.copy_and_resolve_references()
         key.data.weights = "uniform"
         key = key.to_json()
         if key != self.key:
             self.key, self.built = key, {}
         if slot not in self.built:
-            train_iter, eval_batches = self.make_data(cfg)
-            self.built[slot] = (train_iter, eval_batches, train_iter.get_state())
-        train_iter, eval_batches, fresh = self.built[slot]
-        train_iter.set_state(fresh)
-        train_iter.set_weights(parse_weights(cfg.data.weights, train_iter.domain_names))
-        return train_iter, eval_batches
+            data = self.make_data(cfg)
+            self.built[slot] = (data, data.source.get_state())
+        data, fresh = self.built[slot]
+        data.source.set_state(fresh)
+        data.source.set_weights(parse_weights(cfg.data.weights, data.domain_names))
+        return data
 
 
 def run_trial(cfg: ml_collections.ConfigDict, index: int, workdir: str,
-              make_data: MakeData | None = None) -> dict:
+              make_data: experiment.MakeData = experiment.build_data) -> dict:
     """Trains trial `index` (resuming its checkpoint) on one device; returns its row and
     writes it to the trial's result.json. A failure becomes a row with status "failed"."""
     with compile_cache(workdir):
@@ -167,14 +154,10 @@ def run_trial(cfg: ml_collections.ConfigDict, index: int, workdir: str,
 
 def _run_trial(cfg, index, workdir, make_data):
     import jax
-    from lm import loop, validation
-    from reweight.instance import make_instance_weighter
-    from reweight.selector import make_stage_selector
+    from lm import validation
 
-    if make_data is None:  # in a Ray worker main.py is an ordinary module
-        from main import make_data
-    names, _ = domain_names(cfg)
-    weights = draw_trials(cfg, names)[index]
+    names, _ = experiment.domain_names(cfg)
+    weights = draw_trials(cfg)[index]
     row = {"trial": index, "weights": dict(zip(names, weights.tolist()))}
     out = trial_dir(workdir, index)
     os.makedirs(out, exist_ok=True)
@@ -182,20 +165,15 @@ def _run_trial(cfg, index, workdir, make_data):
     try:
         tcfg = trial_config(cfg, names, weights)
         validation.validate_config(tcfg, 1, 1)
-        train_iter, eval_batches = make_data(tcfg)
-        weighter = make_instance_weighter(tcfg.reweight)
-        result = loop.train(tcfg, out, train_iter=train_iter, eval_batches=eval_batches,
-                            weighter=weighter, selector=make_stage_selector(tcfg),
-                            devices=jax.devices()[:1])
-        if "preempted" in result:  # not a result: stop the sweep, the rerun resumes the trial
-            raise SystemExit(f"trial {index} stopped at step {result['preempted']} by a signal; "
+        exp = experiment.build(tcfg, data=make_data(tcfg))
+        result = exp.train(out, devices=jax.devices()[:1])
+        if result.preempted:  # not a result: stop the sweep, the rerun resumes the trial
+            raise SystemExit(f"trial {index} stopped at step {result.step} by a signal; "
                              "rerun the sweep to resume it from its checkpoint")
-        if not result:  # trained to the end before, stopped before its row was written
-            result = loop.evaluate(tcfg, out, eval_batches=eval_batches, weighter=weighter,
-                                   devices=jax.devices()[:1])
-        losses = {k[len("eval/"):-len("/loss")]: v for k, v in result.items()
-                  if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}
-        row |= {"status": "ok", "target": target_loss(cfg, names, losses), "eval": losses}
+        # Trained to the end before, stopped before its row was written: evaluate it.
+        evaluation = result.eval or exp.evaluate(out, devices=jax.devices()[:1])
+        row |= {"status": "ok", "target": target_loss(cfg, names, evaluation.loss),
+                "eval": evaluation.loss}
     except Exception as e:  # recorded; the sweep goes on
         row |= {"status": "failed", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(limit=5)}
@@ -243,21 +221,24 @@ def run_group(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
     failure fails the whole group's rows. Returns and writes their rows."""
     import jax
     from lm import multi
-    from reweight.instance import make_instance_weighter
 
-    names, _ = domain_names(cfg)
-    mixtures = draw_trials(cfg, names)
+    names, _ = experiment.domain_names(cfg)
+    mixtures = draw_trials(cfg)
     rows = [{"trial": i, "weights": dict(zip(names, mixtures[i].tolist()))} for i in indices]
     t0 = time.perf_counter()
     try:
         with compile_cache(workdir):
-            data = [make_data(trial_config(cfg, names, mixtures[i]), slot)
-                    for slot, i in enumerate(indices)]
-            results = multi.train_many(trial_config(cfg, names, mixtures[indices[0]]),
-                                       [it for it, _ in data], data[0][1],
-                                       make_instance_weighter(cfg.reweight), jax.devices()[0])
-        for row, result in zip(rows, results):
-            losses = {k[len("eval/"):-len("/loss")]: v for k, v in result.items()}
+            configs = [trial_config(cfg, names, mixtures[i]) for i in indices]
+            exps = [experiment.build(c, data=make_data(c, slot))
+                    for slot, c in enumerate(configs)]
+            if names_of := [m.name for m in exps[0].methods]:
+                raise ValueError(f"config.sweep.vmap_trials={cfg.sweep.vmap_trials} trains no "
+                                 f"host method, but the trials have {names_of}: use "
+                                 "vmap_trials=1")
+            results = multi.train_many(configs[0], [e.data.source for e in exps],
+                                       exps[0].data.eval_sets, exps[0].weighter,
+                                       jax.devices()[0])
+        for row, losses in zip(rows, results):
             row |= {"status": "ok", "target": target_loss(cfg, names, losses), "eval": losses}
     except Exception as e:  # recorded; the sweep goes on
         for row in rows:
@@ -268,9 +249,6 @@ def run_group(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
 
 
 def _run_local(cfg, todo, workdir, make_data, on_row):
-    if make_data is None:
-        raise ValueError("the local backend needs make_data (main.make_data); run the sweep "
-                         "through main.py --mode=sweep")
     make_data = RewoundData(make_data)
     if cfg.sweep.vmap_trials > 1:
         for start in range(0, len(todo), cfg.sweep.vmap_trials):
@@ -324,12 +302,9 @@ def fit_and_choose(cfg: ml_collections.ConfigDict, rows: dict, names: list,
         held_pred = regmix.fit(s.regression, x[fit_idx], y[fit_idx], ridge_alpha=s.ridge_alpha,
                                seed=cfg.seed)(x[held_idx])
     predict = regmix.fit(s.regression, x, y, ridge_alpha=s.ridge_alpha, seed=cfg.seed)
-    simulated = regmix.draw_mixtures(
-        np.random.default_rng([cfg.seed, 7_001]), schedule.resolve_weights(s.center, cfg, names),
-        regmix.parse_strengths(s.dirichlet_strengths), s.num_simulations,
-        min_weight=s.min_weight, caps=_caps(cfg, names))
+    simulated = _draw(cfg, s.num_simulations, 7_001)
     chosen, best_pred = regmix.top_k_mixture(predict, simulated, s.top_k)
-    text = schedule.write_mixture(os.path.join(workdir, "mixture.txt"), names, chosen)
+    text = mixture.write_mixture(os.path.join(workdir, "mixture.txt"), names, chosen)
     summary = {"trials_ok": len(ok), "trials_failed": len(rows) - len(ok),
                "target": s.target, "regression": s.regression,
                "heldout_trials": len(held_idx),
@@ -341,7 +316,7 @@ def fit_and_choose(cfg: ml_collections.ConfigDict, rows: dict, names: list,
     with open(os.path.join(workdir, "regmix.json"), "w") as f:
         json.dump(summary, f, indent=1)
     _plot(workdir, names, x, y, predict(x), held_idx, held_pred, chosen,
-          schedule.resolve_weights(s.center, cfg, names))
+          experiment.Env(cfg).weights(s.center))
     return summary
 
 
@@ -371,13 +346,14 @@ def _plot(workdir, names, x, y, fit_pred, held_idx, held_pred, chosen, center):
     plt.close(fig)
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str, make_data: MakeData | None = None) -> dict:
+def run(cfg: ml_collections.ConfigDict, workdir: str,
+        make_data: experiment.MakeData = experiment.build_data) -> dict:
     """Runs the missing trials (or only `sweep.trial`), then fits; returns the summary
     ({"trial": row} when one trial ran alone)."""
     check_config(cfg)
-    names, _ = domain_names(cfg)
+    names, _ = experiment.domain_names(cfg)
     os.makedirs(workdir, exist_ok=True)
-    mixtures = draw_trials(cfg, names)
+    mixtures = draw_trials(cfg)
     with open(os.path.join(workdir, "mixtures.json"), "w") as f:
         json.dump({"domains": names, "mixtures": mixtures.tolist()}, f)
     if cfg.sweep.trial >= 0:

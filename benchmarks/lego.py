@@ -35,13 +35,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import main as main_lib  # noqa: E402
+import experiment  # noqa: E402
 import skill_graph  # noqa: E402
 from configs import lego_random, lego_skill_it, lego_stratified  # noqa: E402
-from lm import loop  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
-from reweight.instance import Uniform  # noqa: E402
-from reweight.mixture import make_mixture_policy  # noqa: E402
 
 CONFIGS = {"skill_it": lego_skill_it, "random": lego_random, "stratified": lego_stratified}
 
@@ -50,9 +47,7 @@ def run(cfg, workdir: str) -> tuple[list, float]:
     """Trains one config in a fresh workdir; returns its metrics and wall seconds."""
     shutil.rmtree(workdir, ignore_errors=True)
     t0 = time.perf_counter()
-    it, evals = main_lib.make_data(cfg)
-    loop.train(cfg, workdir, train_iter=it, eval_batches=evals, weighter=Uniform(),
-               mixture=make_mixture_policy(cfg, it.domain_names), devices=jax.devices()[:1])
+    experiment.build(cfg).train(workdir, devices=jax.devices()[:1])
     return read_metrics(workdir), time.perf_counter() - t0
 
 
@@ -145,8 +140,7 @@ def main():
         gcfg = configure(lego_stratified, seed=0, steps=steps, eval_every=eval_every,
                          evals_per_round=args.evals_per_round)
         gcfg.skill_graph.update(start_steps=steps // 4, steps=max(steps // 10, 1))
-        est = skill_graph.estimate(gcfg, gdir, make_data=main_lib.make_data, weighter=Uniform(),
-                                   devices=jax.devices()[:1])
+        est = skill_graph.estimate(gcfg, gdir, devices=jax.devices()[:1])
         graph_json = os.path.join(gdir, "skill_graph.json")
         methods["skill_it_est"] = lego_skill_it
         print("estimated graph (rows: trained on skill i; columns: skill j):")

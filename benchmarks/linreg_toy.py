@@ -6,12 +6,12 @@
 Protocol: x ~ N(0, I_200), w* ~ N(0, I/200) (so |w*|^2 ~ 1), y = x.w* + noise * N(0, 1);
 online SGD from w = 0 on a fresh batch of 128 rows each step; per-example loss
 l_i = 0.5 (x_i.w - y_i)^2; the step follows the gradient of sum_i w_i l_i with the weights from
-`reweight.instance.make_instance_weighter` (the code the train step runs) held constant. The
+`reweight.registry.make_weighter` (the code the train step runs) held constant. The
 figure is the excess test loss 0.5 E_x[(x.(w - w*))^2] = 0.5 |w - w*|^2 (exact for this x;
 label noise excluded). Data depend only on (seed, step), so every method sees the same batches.
 
 Three comparisons, each mean +- std over the evaluation seeds:
-  1. fixed lr 0.01, clean labels, step 50 (the setting of methods.md's measurement);
+  1. fixed lr 0.01, clean labels, step 50;
   2. lr tuned per method on separate tuning seeds (best mean at step 50), clean labels;
   3. label noise 0.5 at a longer horizon, where a noise floor shows: fixed lr 0.01 (a), and the
      lr tuned per method (b).
@@ -31,8 +31,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import experiment  # noqa: E402
 from configs import base  # noqa: E402
-from reweight.instance import make_instance_weighter  # noqa: E402
+from reweight import registry  # noqa: E402
+from reweight.interface import StepInputs  # noqa: E402
 
 DIM, BATCH = 200, 128
 METHODS = {  # name -> config.reweight overrides
@@ -46,9 +48,9 @@ METHODS = {  # name -> config.reweight overrides
 
 
 def _weighter(overrides: dict):
-    cfg = base.get_config().reweight
-    cfg.update(**overrides)
-    return make_instance_weighter(cfg)
+    cfg = base.get_config()
+    cfg.reweight.update(**overrides)
+    return registry.make_weighter(cfg, experiment.Env(cfg))
 
 
 def make_run(weighter, steps: int, noise: float):
@@ -66,7 +68,10 @@ def make_run(weighter, steps: int, noise: float):
             x_BxD = jax.random.normal(kx, (BATCH, DIM))
             y_B = x_BxD @ w_star + noise * jax.random.normal(ke, (BATCH,))
             resid_B = x_BxD @ w - y_B
-            weights_B, wstate, _ = weighter(wstate, 0.5 * resid_B**2, domain_B, valid_B, t)
+            inputs = StepInputs(domain_B=domain_B, valid_B=valid_B,
+                                loss_mask_BxL=valid_B[:, None].astype(jnp.float32), step=t,
+                                rng=data_key, example_loss_B=0.5 * resid_B**2)
+            weights_B, wstate, _ = weighter(wstate, inputs)
             grad = x_BxD.T @ (weights_B * resid_B)  # d/dw sum_i w_i 0.5 resid_i^2, weights held
             return (w - lr * grad, wstate), None
 

@@ -44,11 +44,9 @@ import numpy as np  # noqa: E402
 
 from benchmarks.reweight_lm import make_redundant_domain  # noqa: E402
 from configs import tiny  # noqa: E402
-from data import cloze, corpus, pipeline, tokenizer  # noqa: E402
-from lm import loop  # noqa: E402
+import experiment  # noqa: E402
+from data import cloze, corpus, domains, pipeline, tokenizer  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
-from reweight.instance import Uniform  # noqa: E402
-from reweight.selector import make_stage_selector  # noqa: E402
 
 REAL = corpus.DOMAINS
 JUNK = ("shuffled", "duplicated", "offtarget")
@@ -90,12 +88,12 @@ class ShuffleDomain:
 def make_data(cfg, vocab):
     """(train source over the nine domains, eval batches: six real domains + held-out cloze)."""
     data_dir = cfg.data.data_dir
-    specs = pipeline.builtin_domains(data_dir) + [
-        pipeline.parse_domain("shuffled=jsonl:" + os.path.join(data_dir, "corpus", "books",
-                                                                "{split}-*.jsonl")),
-        pipeline.parse_domain("duplicated=jsonl:" + make_redundant_domain(data_dir)),
-        pipeline.parse_domain("offtarget=jsonl:" + os.path.join(data_dir, "heldout", "go_src",
-                                                                "validation-*.jsonl"))]
+    specs = domains.builtin_domains(data_dir) + [
+        domains.parse_domain("shuffled=jsonl:" + os.path.join(data_dir, "corpus", "books",
+                                                               "{split}-*.jsonl")),
+        domains.parse_domain("duplicated=jsonl:" + make_redundant_domain(data_dir)),
+        domains.parse_domain("offtarget=jsonl:" + os.path.join(data_dir, "heldout", "go_src",
+                                                               "validation-*.jsonl"))]
     common = dict(vocab=vocab, seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size)
     mixer = pipeline.make_train_iter(specs, weights="uniform", seed=cfg.seed,
                                      shuffle_buffer_size=cfg.data.shuffle_buffer_size, **common)
@@ -104,7 +102,8 @@ def make_data(cfg, vocab):
     evals["cloze"] = cloze.batches(
         cloze.cloze_rows(data_dir, "books", vocab.encode, CLOZE_LEN, CLOZE_EVAL_ROWS,
                          skip=REFERENCE_ROWS), cfg.train.batch_size)
-    return ShuffleDomain(mixer, "shuffled", cfg.seed), evals
+    return experiment.Data(ShuffleDomain(mixer, "shuffled", cfg.seed), evals,
+                           tuple(s.name for s in specs))
 
 
 def config(method: str, steps: int, seed: int):
@@ -117,7 +116,7 @@ def config(method: str, steps: int, seed: int):
     c.reweight.selector = "none" if method == "none" else "mates"
     c.reweight.mates.update(mode="random" if method == "random" else "mates", stage_steps=100,
                             selection_ratio=0.2, tau=0.5, probe_size=160, probe_chunk=8,
-                            reference="cloze", cloze_domain="books",
+                            reference="cloze", reference_domain="books",
                             reference_rows=REFERENCE_ROWS, reference_len=CLOZE_LEN)
     return c
 
@@ -151,16 +150,14 @@ def main():
     t0 = time.perf_counter()
     runs: dict = {m: [] for m in METHODS}
     for seed in seeds:
-        train_iter, eval_batches = make_data(config("none", steps, seed), vocab)
-        start_state = train_iter.get_state()  # every method starts from the same data state
+        data = make_data(config("none", steps, seed), vocab)
+        start_state = data.source.get_state()  # every method starts from the same data state
         for method in METHODS:
             cfg = config(method, steps, seed)
-            train_iter.set_state(start_state)
+            data.source.set_state(start_state)
             workdir = os.path.join(args.workdir, f"{method}_seed{seed}")
             t_run = time.perf_counter()
-            loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
-                       weighter=Uniform(), selector=make_stage_selector(cfg),
-                       devices=jax.devices()[:1])
+            experiment.build(cfg, data=data).train(workdir, devices=jax.devices()[:1])
             metrics = read_metrics(workdir)
             evals = [m for m in metrics if "eval/cloze/loss" in m]
             stages = [m for m in metrics if "mates/holdout_spearman" in m]

@@ -34,12 +34,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import main as main_lib  # noqa: E402
+import experiment  # noqa: E402
 from configs import tiny  # noqa: E402
 from data import corpus  # noqa: E402
-from lm import loop  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
-from reweight.instance import make_instance_weighter  # noqa: E402
 
 METHODS = {  # name -> config.reweight overrides (the papers' temperatures)
     "uniform": dict(instance="uniform"),
@@ -108,15 +106,14 @@ def main():
     finals: dict = {m: [] for m in METHODS}
     for seed in seeds:
         base.seed = seed
-        train_iter, eval_batches = main_lib.make_data(base)  # same data order for every method
-        start_state = train_iter.get_state()
+        data = experiment.build_data(base)  # same data order for every method
+        start_state = data.source.get_state()
         for method, overrides in METHODS.items():
             cfg = base.copy_and_resolve_references()
             cfg.reweight.update(**overrides, warmup_steps=steps // 20)
-            train_iter.set_state(start_state)
+            data.source.set_state(start_state)
             workdir = os.path.join(args.workdir, f"{method}_seed{seed}")
-            loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
-                       weighter=make_instance_weighter(cfg.reweight), devices=jax.devices()[:1])
+            experiment.build(cfg, data=data).train(workdir, devices=jax.devices()[:1])
             evals = [m for m in read_metrics(workdir) if "eval/loss" in m]
             curves[method].append([(m["step"], _real_loss(m)) for m in evals])
             finals[method].append(evals[-1])

@@ -26,11 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+import experiment  # noqa: E402
 from configs import base  # noqa: E402
 from lm import flops  # noqa: E402
 from lm import train as train_lib  # noqa: E402
 from lm.model import ModelConfig  # noqa: E402
-from reweight.instance import Uniform, make_instance_weighter  # noqa: E402
+from reweight import registry  # noqa: E402
+from reweight.interface import Uniform  # noqa: E402
 
 SHAPES = {
     "small": dict(d_model=128, num_heads=4, num_layers=2, mlp_dim=512, seq_len=128, batch=16),
@@ -157,9 +159,9 @@ def main():
         overhead_cfg = _config(SHAPES["small"], args.dtype)
         weighters = {"uniform": Uniform()}
         for strategy in ("linupper", "quadratic", "extremes"):
-            rcfg = overhead_cfg.reweight.copy_and_resolve_references()
-            rcfg.update(instance="loss_based", strategy=strategy, r=0.4)
-            weighters[strategy] = make_instance_weighter(rcfg)
+            rcfg = overhead_cfg.copy_and_resolve_references()
+            rcfg.reweight.update(instance="loss_based", strategy=strategy, r=0.4)
+            weighters[strategy] = registry.make_weighter(rcfg, experiment.Env(rcfg))
         times = time_side_by_side(overhead_cfg, weighters, steps, repeats + 2)
         overhead = {name: t / times["uniform"] for name, t in times.items()}
     peak_after = flops.peak_flops()[0] if on_cpu else peak_before

@@ -30,12 +30,9 @@ import numpy as np  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import main  # noqa: E402
+import experiment  # noqa: E402
 import sweep  # noqa: E402
 from configs import sweep_regmix, tiny, upsample_end  # noqa: E402
-from lm import loop  # noqa: E402
-from reweight.instance import Uniform  # noqa: E402
-from reweight.mixture import make_mixture_policy  # noqa: E402
 
 DOMAINS = ["books", "reference", "code", "dialogue", "technical", "math"]
 
@@ -47,11 +44,9 @@ def _long_run(cfg, workdir):
     if os.path.exists(done):
         with open(done) as f:
             return json.load(f)
-    train_iter, eval_batches = main.make_data(cfg)
-    mixture = make_mixture_policy(cfg, train_iter.domain_names)
+    exp = experiment.build(cfg)
     t0 = time.perf_counter()
-    result = loop.train(cfg, workdir, train_iter=train_iter, eval_batches=eval_batches,
-                        weighter=Uniform(), mixture=mixture, devices=jax.devices()[:1])
+    result = exp.train(workdir, devices=jax.devices()[:1]).eval.scalars()
     result["seconds"] = time.perf_counter() - t0
     with open(done, "w") as f:
         json.dump(result, f)
@@ -88,7 +83,7 @@ def main_(args):
     scfg.train.warmup_steps = max(1, scfg.train.steps // 10)
     sweep_dir = os.path.join(out, "sweep")
     t0 = time.perf_counter()
-    summary = sweep.run(scfg, sweep_dir, main.make_data)
+    summary = sweep.run(scfg, sweep_dir)
     wall = time.perf_counter() - t0
     rows = sweep.read_rows(sweep_dir)
     secs = np.array([rows[i]["seconds"] for i in sorted(rows) if rows[i]["status"] == "ok"])
@@ -109,7 +104,7 @@ def main_(args):
     vcfg = scfg.copy_and_resolve_references()
     vcfg.data.update(source="synthetic", num_domains=len(DOMAINS))
     vcfg.sweep.update(vmap_trials=p, num_trials=2 * p, center="uniform")
-    rewound, timing = sweep.RewoundData(main.make_data), {}
+    rewound, timing = sweep.RewoundData(), {}
     for mode in ("sequential", "vmap"):
         vdir = os.path.join(out, f"vmap_{mode}")
         for indices in (list(range(p, 2 * p)), list(range(p))):  # warm-up, then timed

@@ -90,7 +90,8 @@ def get_config() -> ml_collections.ConfigDict:
     )
 
     c.reweight = ml_collections.ConfigDict()
-    c.reweight.instance = "uniform"  # per-example weighter inside the step
+    # Each: a name of reweight/registry.py, or a factory's import path "package.module:name".
+    c.reweight.instance = "uniform"  # in-step weighter (per-example or per-token weights)
     c.reweight.mixture = "fixed"  # domain-weight policy on the host (fixed = config.data.weights)
     c.reweight.selector = "none"  # stage selector between training stages (none = as drawn)
     # loss_based (Sow et al. 2025) only, see reweight/loss_based.py:
@@ -109,8 +110,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.mates.tau = 0.5  # Gumbel-top-k temperature over the z-scored predicted influence
     c.reweight.mates.probe_size = 256  # pool candidates probed per stage (rounded to probe_chunk)
     c.reweight.mates.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
-    c.reweight.mates.reference = "cloze"  # cloze (held-out last word, corpus) | synthetic (tests)
-    c.reweight.mates.cloze_domain = "books"  # cloze: the domain whose validation split it uses
+    # cloze (last-word cloze of reference_domain's validation text) | validation (its first rows)
+    c.reweight.mates.reference = "cloze"
+    c.reweight.mates.reference_domain = "books"  # the domain whose validation split it uses
     c.reweight.mates.reference_rows = 64  # reference examples the probe evaluates
     c.reweight.mates.reference_len = 64  # tokens per reference row (context left-truncated)
     c.reweight.mates.model_dim = 64  # influence model: width

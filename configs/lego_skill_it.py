@@ -14,7 +14,7 @@ there. To use an estimated graph instead:
 
 from configs import lego_stratified
 
-LEGO_GRAPH = "1,0,0,0,0;1,1,1,1,0;0,0,1,0,0;0,0,0,1,0;0,0,0,0,1"  # methods.md section 3
+LEGO_GRAPH = "1,0,0,0,0;1,1,1,1,0;0,0,1,0,0;0,0,0,1,0;0,0,0,0,1"  # Skill-It (Chen et al. 2023), LEGO
 
 
 def get_config():

@@ -7,7 +7,7 @@ loss on the supervised tokens only, so `eval/skill_<s>/accuracy` is greedy-decod
 Chain supervision (every hop spelled out, data/lego.py) is learnable from scratch: with uniform
 sampling every skill reached 1.0 accuracy by step 1000 in one seed of three here. The Skill-It
 paper's answer-only loss (`--config.data.lego_supervision=answer`) left skills 2-5 at chance
-for thousands of steps (shared/methods.md, section 3).
+for thousands of steps (data/lego.py says what was measured).
 """
 
 from configs import base

@@ -17,5 +17,5 @@ def get_config():
     c.train.update(steps=500, eval_every=100, checkpoint_every=100)
     c.reweight.selector = "mates"
     c.reweight.mates.update(mode="mates", stage_steps=100, selection_ratio=0.2, tau=0.5,
-                            probe_size=256, reference="cloze", cloze_domain="books")
+                            probe_size=256, reference="cloze", reference_domain="books")
     return c

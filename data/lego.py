@@ -15,11 +15,11 @@ Two ways of supervising (`supervision`):
           clause's `val`/`not`, and the value it gives. Like the original LEGO paper's
           all-variable supervision, every step is one lookup or one XOR. Measured from scratch
           (4 layers x d=64): answer-only loss leaves skills 2-5 at chance for thousands of
-          steps (shared/methods.md, section 3), and so does the shorter spelling `x_1 v_1 x_2
-          v_2 ..` beyond skill 2 (the next name is predicted at a value token, so the lookup
-          needs the name from the position before: 4000 steps and the name stayed a uniform
-          guess). Repeating the previous name makes each lookup's query the current token, and
-          writing the op separates the clause lookup from the XOR.
+          steps, and so does the shorter spelling `x_1 v_1 x_2 v_2 ..` beyond skill 2 (the
+          next name is predicted at a value token, so the lookup needs the name from the
+          position before: 4000 steps and the name stayed a uniform guess). Repeating the
+          previous name makes each lookup's query the current token, and writing the op
+          separates the clause lookup from the XOR.
 Eval rows carry the loss mask on the same tokens, so the loop's exact-match accuracy is greedy
 decoding of the whole answer.
 
@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data.mixing import Mixer, pad_rows, rows_per_process
+from data.mixing import Mixer, pad_rows, parse_weights, rows_per_process
 
 VOCAB = ("<pad>", "<eos>", "Input:", "Output:", "=", "val", "not", ",", "0", "1",
          *string.ascii_lowercase)
@@ -200,8 +200,7 @@ class SkillStream:
 
 def make_train_iter(lego: Lego, *, global_batch: int, weights="uniform", seed: int = 0,
                     process_index: int = 0, process_count: int = 1) -> Mixer:
-    """Skills mixed by the host mixer (weights: see data.pipeline.parse_weights)."""
-    from data.pipeline import parse_weights
+    """Skills mixed by the host mixer (weights: see data.mixing.parse_weights)."""
     streams = [SkillStream(lego, s, process_index, process_count)
                for s in range(1, lego.k + 1)]
     return Mixer(streams, lego.domain_names, global_batch=global_batch,

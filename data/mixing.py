@@ -22,6 +22,7 @@ states differ per process, so each process must save and restore its own.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -202,6 +203,33 @@ class Mixer:
         for name, stream in zip(self.domain_names, self._streams):
             stream.set_state(state["streams"][name])
         self.batches = int(state["batches"])
+
+
+def parse_weights(weights: str | Sequence[float] | Mapping[str, float] | None,
+                  domain_names: Sequence[str]) -> np.ndarray:
+    """"uniform" / None, "0.5,0.5" (domain order), "name:w,..." (others 0), "file:PATH" (a
+    file holding one of these, e.g. a sweep's mixture.txt), a sequence or a mapping ->
+    probabilities."""
+    if weights is None or (isinstance(weights, str) and weights.strip() == "uniform"):
+        return np.full(len(domain_names), 1.0 / len(domain_names))
+    if isinstance(weights, str) and weights.strip().startswith("file:"):
+        path = weights.strip()[len("file:"):]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"weights file {path!r} (from {weights!r}) does not exist: "
+                                    "write it first (a sweep or DoReMi run writes mixture.txt)")
+        with open(path) as f:
+            return parse_weights(f.read().strip(), domain_names)
+    if isinstance(weights, str):
+        parts = [p.strip() for p in weights.split(",") if p.strip()]
+        try:
+            if all(":" in p for p in parts):
+                weights = {k.strip(): float(v) for k, v in (p.split(":", 1) for p in parts)}
+            else:
+                weights = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"cannot parse weights {weights!r}: write 'uniform', "
+                             "comma-separated floats, or 'name:w,...'") from None
+    return validate_weights(weights, domain_names)
 
 
 def rows_per_process(global_batch: int, process_count: int) -> int:

@@ -13,7 +13,7 @@ just its own rows of the global batch while agreeing on the draws.
 
 import numpy as np
 
-from data.pipeline import parse_weights
+from data.mixing import parse_weights
 
 PAD, EOS, FIRST_TOKEN = 0, 1, 3
 _TRAIN, _EVAL, _DRAWS, _CHAIN = 1, 2, 3, 4

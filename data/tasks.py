@@ -44,7 +44,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from data.pipeline import DomainSpec
+from data.domains import DomainSpec
 
 try:  # the input pipeline must not take accelerator memory
     tf.config.set_visible_devices([], "GPU")
@@ -166,14 +166,6 @@ def register_task(spec: DomainSpec, vocab: seqio.Vocabulary) -> seqio.Task:
             split_into_chunks,
         ],
     )
-
-
-def remove_tasks() -> list[str]:
-    """Removes every Task this module registered (tests); returns their names."""
-    names = [n for n in seqio.TaskRegistry.names() if n.startswith(TASK_PREFIX + "_")]
-    for n in names:
-        seqio.TaskRegistry.remove(n)
-    return names
 
 
 def _check_files(spec: DomainSpec, split: str, shard_index: int, shard_count: int) -> None:

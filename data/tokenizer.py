@@ -6,7 +6,7 @@ small domains (dialogue, math) get pieces of their own instead of being covered 
 fallback. Shards are already in hash order, so each domain's sample is the prefix of its
 first train shards: the same on every machine.
 
-Settings follow shared/corpus.md: pad=0, eos=1, unk=2, no bos (what seqio expects), byte
+Settings: pad=0, eos=1, unk=2, no bos (what seqio expects), byte
 fallback (no unknown tokens), digits split, identity normalization and whitespace kept
 (code indentation survives a round trip). Training sees one line per sentence; there is no
 dummy prefix, so a line's first word tokenizes the same way at the start of a document and

@@ -1,9 +1,12 @@
 """One orbax checkpoint step holds everything a run needs to continue exactly.
 
 Items of a step:
-  state: the TrainState pytree (params, optimizer state, step, RNG, instance-weighter state);
-  data:  the input pipeline's state (JSON: its RNG and every stream's position);
-  host:  host-side method state (JSON: mixture policy, stage selector), keyed by method.
+  params:      the model's params alone, so evaluation and init_from load them whatever the
+               run's optimizer or methods were;
+  state:       the rest of the TrainState (optimizer state, step, RNG, weighter state);
+  data:        the input pipeline's state (JSON: its RNG and every stream's position);
+  host_NAME:   each host method's state (JSON), one item per method.
+The JSON items hold every process's state, in process order.
 Orbax writes a step to a temporary directory and renames it when complete, so a step is
 either whole or absent. Restoring with an abstract state that carries shardings lays the
 arrays out on the current mesh, whatever mesh wrote them.
@@ -26,8 +29,11 @@ def _manager(directory: str, keep: int = 3, read_only: bool = False) -> ocp.Chec
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+HOST_PREFIX = "host_"
+
+
 class Checkpointer:
-    """Saves and restores the (state, data, host) triple of a run's workdir."""
+    """Saves and restores a run's train state, pipeline state and host methods' states."""
 
     def __init__(self, directory: str, keep: int = 3):
         self._directory = os.path.abspath(directory)
@@ -36,16 +42,19 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
 
-    def save(self, step: int, state, data_state: dict, host_state: dict) -> None:
+    def save(self, step: int, state, data_state: dict, method_states: dict[str, dict]) -> None:
         """Asynchronous: arrays are copied off the device before this returns. Every process
-        calls it; the data item holds every process's pipeline state."""
-        self._mngr.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave({"processes": _gather_json(data_state)}),
-            host=ocp.args.JsonSave(host_state)))
+        calls it; the JSON items hold every process's states."""
+        items = {"params": ocp.args.StandardSave(state.params),
+                 "state": ocp.args.StandardSave(state.replace(params=None)),
+                 "data": ocp.args.JsonSave({"processes": _gather_json(data_state)})}
+        for name, method_state in method_states.items():
+            items[HOST_PREFIX + name] = ocp.args.JsonSave(
+                {"processes": _gather_json(method_state)})
+        self._mngr.save(step, args=ocp.args.Composite(**items))
 
     def restore_latest(self, abstract_state) -> tuple | None:
-        """(step, state, data_state, host_state) of the newest checkpoint that restores, or
+        """(step, state, data_state, method_states) of the newest checkpoint that restores, or
         None if there is none. A step that fails to restore (truncated or corrupt files) is
         reported and moved aside to `<checkpoints>-corrupt/`, never deleted, and the one before
         it is tried; if none restores, nothing is moved and the first error is raised."""
@@ -82,11 +91,18 @@ class Checkpointer:
         return target
 
     def restore(self, step: int, abstract_state) -> tuple:
-        """(state, data_state, host_state) of `step`, state laid out as `abstract_state` says."""
-        out = self._mngr.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
-            host=ocp.args.JsonRestore()))
-        return out.state, _own_data_state(out.data["processes"], step), out.host
+        """(state, data_state, {method name: state}) of `step`, the train state laid out as
+        `abstract_state` says; a method with no item in the step is left out."""
+        names = [n[len(HOST_PREFIX):] for n in os.listdir(os.path.join(self._directory, str(step)))
+                 if n.startswith(HOST_PREFIX)]
+        items = {"params": ocp.args.StandardRestore(abstract_state.params),
+                 "state": ocp.args.StandardRestore(abstract_state.replace(params=None)),
+                 "data": ocp.args.JsonRestore()}
+        items |= {HOST_PREFIX + n: ocp.args.JsonRestore() for n in names}
+        out = self._mngr.restore(step, args=ocp.args.Composite(**items))
+        state = out.state.replace(params=out.params)
+        methods = {n: _own_state(out[HOST_PREFIX + n]["processes"], step) for n in names}
+        return state, _own_state(out.data["processes"], step), methods
 
     def close(self) -> None:
         self._mngr.wait_until_finished()
@@ -103,9 +119,10 @@ def has_checkpoint(workdir: str) -> bool:
     return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 
-def load_params(path: str, abstract_state):
-    """Params of the latest checkpoint under `path` (a workdir or its checkpoints/ folder),
-    laid out as `abstract_state.params` says: for evaluation or continued training."""
+def load_params(path: str, abstract_params) -> tuple:
+    """(params, step) of the latest checkpoint under `path` (a workdir or its checkpoints/
+    folder), laid out as `abstract_params` says: for evaluation or continued training. Only the
+    params item is read, so the source run's optimizer, methods and data do not matter."""
     directory = checkpoint_dir(path) if os.path.isdir(checkpoint_dir(path)) else path
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"config.init_from={path!r}: no checkpoint directory there; give a "
@@ -114,11 +131,10 @@ def load_params(path: str, abstract_state):
     step = mngr.latest_step()
     if step is None:
         raise FileNotFoundError(f"config.init_from={path!r}: {directory} holds no checkpoint")
-    # Restore the state item only; the data and host items of that run are not needed.
     restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
+        params=ocp.args.StandardRestore(abstract_params)))
     mngr.close()
-    return restored.state.params
+    return restored.params, step
 
 
 def _gather_json(tree: dict) -> list:
@@ -133,13 +149,15 @@ def _gather_json(tree: dict) -> list:
     return [json.loads(bytes(row[:int(n)])) for row, n in zip(everyone, sizes.reshape(-1))]
 
 
-def _own_data_state(states: list, step: int) -> dict:
-    """This process's pipeline state. A checkpoint written by another number of processes
-    restores only if the state does not depend on the process (e.g. the synthetic source)."""
+def _own_state(states: list, step: int) -> dict:
+    """This process's state of a JSON item. A checkpoint written by another number of
+    processes restores only if the state does not depend on the process (e.g. the synthetic
+    source, a mixture policy)."""
     if len(states) == jax.process_count():
         return states[jax.process_index()]
     if all(s == states[0] for s in states):
         return states[0]
     raise ValueError(f"checkpoint step {step} was written by {len(states)} processes whose input "
-                     f"pipelines hold different states; this run has {jax.process_count()}. "
+                     f"pipelines or methods hold different states; this run has "
+                     f"{jax.process_count()}. "
                      "Resume with the same number of processes")

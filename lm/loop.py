@@ -1,41 +1,39 @@
-"""The host loop: restore or init, then train, evaluate, log and checkpoint.
+"""The host loop: restore or init, then train, evaluate, run host methods, log and checkpoint.
 
 It dispatches step n before reading step n-1's metrics, so the host never waits on the device
-inside the loop. The input pipeline and the instance weighter come from the caller (main.py):
-this module names no concrete data source or method.
+inside the loop, except at the steps where something reads the state: an evaluation, a
+checkpoint, or a host method's turn to act. The input pipeline, the weighter and the host
+methods come from the caller; this module knows only their interfaces (`reweight.interface`).
 """
 
+import dataclasses
 import time
-from typing import Protocol
+from typing import Sequence
 
 import jax
 import ml_collections
-from jax.experimental import multihost_utils
 import numpy as np
+from jax.experimental import multihost_utils
 
 from lm import checkpoint as ckpt_lib
 from lm import flops as flops_lib
 from lm import metrics as metrics_lib
-from lm import plots, prefetch, preemption
+from lm import plots, prefetch, preemption, probe
 from lm import train as train_lib
 from lm.model import ModelConfig
-from reweight.instance import InstanceWeighter
-from reweight.mixture import Fixed, MixturePolicy
-from reweight.selector import NoSelection, StageSelector
+from reweight.interface import (BatchSource, DomainSums, EvalResult, HostContext, HostMethod,
+                                Uniform, Weighter)
 
 
-class BatchSource(Protocol):
-    """What the loop needs from an input pipeline (process-local numpy rows per batch)."""
-    domain_names: list
-
-    def __next__(self) -> dict: ...
-    def get_state(self) -> dict: ...
-    def set_state(self, state: dict) -> None: ...
-    def set_weights(self, weights) -> None: ...
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    step: int  # the last step trained, or the restored one if nothing was left to train
+    eval: EvalResult | None  # the last evaluation of this invocation (None: none ran)
+    preempted: bool  # stopped early by SIGTERM / SIGINT, after saving at `step`
 
 
-def _eval(rt: train_lib.Runtime, params, eval_sets: dict) -> dict:
-    """Token-weighted validation loss per eval domain, plus the overall and per-domain means."""
+def _eval(rt: train_lib.Runtime, params, eval_sets: dict, step: int) -> EvalResult:
+    """Token-weighted validation loss and exact-match rate per eval domain."""
     names = list(eval_sets)
     totals = None
     for d, batches in enumerate(eval_sets.values()):
@@ -45,43 +43,69 @@ def _eval(rt: train_lib.Runtime, params, eval_sets: dict) -> dict:
             totals = out if totals is None else jax.tree.map(np.add, totals, out)
     totals = jax.device_get(totals)
     per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
-    seen = totals["domain_tokens"] > 0
     accuracy = totals["domain_exact"] / np.maximum(totals["domain_rows"], 1)
-    result = {f"eval/{n}/loss": float(l) for n, l, s in zip(names, per_domain, seen) if s}
-    result |= {f"eval/{n}/accuracy": float(a) for n, a, s in zip(names, accuracy, seen) if s}
-    result["eval/loss"] = float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1))
-    result["eval/loss_domain_mean"] = float(per_domain[seen].mean())
-    return result
+    seen = totals["domain_tokens"] > 0
+    return EvalResult(
+        step=step, loss={n: float(l) for n, l, s in zip(names, per_domain, seen) if s},
+        accuracy={n: float(a) for n, a, s in zip(names, accuracy, seen) if s},
+        overall_loss=float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1)))
 
 
-def evaluate(cfg: ml_collections.ConfigDict, workdir: str, *, eval_batches: dict,
-             weighter: InstanceWeighter, devices=None) -> dict:
-    """Per-domain validation loss of the workdir's latest checkpoint (or of cfg.init_from)."""
-    rt = train_lib.build_runtime(cfg, weighter, len(eval_batches), devices,
-                                 num_eval_domains=len(eval_batches))
+def evaluate(cfg: ml_collections.ConfigDict, checkpoint: str, *, eval_sets: dict,
+             devices=None) -> EvalResult:
+    """Per-domain validation loss of the params of `checkpoint`'s latest step (a workdir or its
+    checkpoints/ folder); only the model config has to match the run that wrote it."""
+    # The runtime's step needs a weighter; evaluation never runs it.
+    rt = train_lib.build_runtime(cfg, Uniform(), len(eval_sets), devices,
+                                 num_eval_domains=len(eval_sets))
     with rt.context():
-        params = ckpt_lib.load_params(cfg.init_from or workdir, rt.abstract)
-        return _eval(rt, params, eval_batches)
+        params, step = ckpt_lib.load_params(checkpoint, rt.abstract.params)
+        return _eval(rt, params, eval_sets, step)
 
 
-def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSource,
-          eval_batches: dict, weighter: InstanceWeighter, mixture: MixturePolicy | None = None,
-          selector: StageSelector | None = None, devices=None) -> dict:
+def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flops_tok: float):
+    """step, state -> the HostContext of a method acting after `step`."""
+    replicated = jax.sharding.NamedSharding(rt.mesh, jax.sharding.PartitionSpec())
+    probes = probe.make_probes(rt.model, rt.tx, replicated)
+    count = jax.process_count()
+
+    def to_global(rows: dict) -> dict:
+        return {k: jax.make_array_from_process_local_data(
+            rt.batch_shard, np.asarray(v), (len(v) * count,) + np.shape(v)[1:])
+            for k, v in rows.items()}
+
+    def replicate(rows: dict) -> dict:
+        return {k: jax.make_array_from_process_local_data(replicated, np.asarray(v))
+                for k, v in rows.items()}
+
+    def all_gather(x: np.ndarray) -> np.ndarray:
+        return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
+
+    def make(step: int, state: train_lib.TrainState) -> HostContext:
+        return HostContext(
+            step=step, domain_names=names, params=state.params, opt_state=state.opt_state,
+            set_weights=lambda w: source.set_weights(np.asarray(w, np.float64)),
+            to_global=to_global, replicated=replicate, all_gather=all_gather,
+            train_flops_per_token=flops_tok, process_index=jax.process_index(),
+            process_count=count, **probes)
+    return make
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
+          eval_sets: dict, weighter: Weighter, methods: Sequence[HostMethod] = (),
+          devices=None) -> TrainResult:
     """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
-    checkpoint. `eval_batches` maps each eval domain to this process's rows of its batches.
-    The mixture policy (default: keep the pipeline's weights) is updated every
-    `mixture.update_every` steps from the per-domain losses; the stage selector (default: none)
-    chooses each later stage's rows before its first step. SIGTERM or SIGINT saves at the next
-    step boundary and returns early ({"preempted": step}). Returns the last eval metrics."""
-    names = list(train_iter.domain_names)
-    mixture = mixture or Fixed()
-    selector = selector or NoSelection()
-    train_iter = selector.wrap(train_iter)
-    # What the policy sees: per-domain train loss sums since its last update, latest eval loss.
-    window_loss, window_tok = np.zeros(len(names)), np.zeros(len(names))
-    eval_loss: dict = {}
+    checkpoint. `eval_sets` maps each eval domain to this process's rows of its batches.
+    Host methods act at the steps they name (see `reweight.interface.HostMethod`). SIGTERM or
+    SIGINT saves at the next step boundary and returns early (preempted)."""
+    names = tuple(source.domain_names)
+    methods = list(methods)
+    if len({m.name for m in methods}) != len(methods):
+        raise ValueError(f"host methods need distinct names, got {[m.name for m in methods]}")
+    for m in methods:
+        source = m.wrap(source)
     rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
-                                 num_eval_domains=len(eval_batches))
+                                 num_eval_domains=len(eval_sets))
     is_main = jax.process_index() == 0
     t = cfg.train
 
@@ -90,47 +114,46 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                                              keep=t.keep_checkpoints)
         restored = checkpointer.restore_latest(rt.abstract)
         if restored is not None:
-            start, state, data_state, host_state = restored
-            train_iter.set_state(data_state)
-            mixture.set_state(host_state["mixture"]["policy"])
-            window_loss = np.asarray(host_state["mixture"]["window_loss"])
-            window_tok = np.asarray(host_state["mixture"]["window_tokens"])
-            eval_loss = host_state["mixture"]["eval_loss"]
+            start, state, data_state, method_states = restored
+            for m in methods:  # before the pipeline: a method may move it (see HostMethod)
+                if m.name in method_states:
+                    m.set_state(method_states[m.name])
+            source.set_state(data_state)
         else:
             start = 0
             state = rt.init_fn(jax.random.key(cfg.seed))
             if cfg.init_from:
-                state = state.replace(params=ckpt_lib.load_params(cfg.init_from, rt.abstract))
+                state = state.replace(params=ckpt_lib.load_params(cfg.init_from,
+                                                                   rt.abstract.params)[0])
         end = t.steps if t.run_steps == 0 else min(t.steps, start + t.run_steps)
         writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=t.steps,
                                            enabled=is_main, progress_bar=t.progress_bar)
-        if start == 0 and (weights := mixture.initial_weights()) is not None:
-            train_iter.set_weights(np.asarray(weights, np.float64))
-            writer.write(0, {f"mixture/{n}/weight": w for n, w in zip(names, weights)})
+        flops_tok = flops_lib.flops_per_token(ModelConfig.from_config(cfg.model),
+                                              cfg.data.seq_len)
+        context = _context_maker(rt, source, names, flops_tok)
+        if start == 0:
+            for m in methods:
+                if m.acts_at(0) and (metrics := m.act(context(0, state))):
+                    writer.write(0, metrics)
 
-        mcfg = ModelConfig.from_config(cfg.model)
-        flops_tok = flops_lib.flops_per_token(mcfg, cfg.data.seq_len)
         peak, peak_source = flops_lib.peak_flops(t.peak_flops)
         writer.note(f"params {flops_lib.param_count(state.params):,}  FLOPs/token {flops_tok:.3g}  "
                     f"peak {peak / 1e12:.3g} TFLOP/s/device ({peak_source}) x {rt.mesh.size} "
                     f"devices  steps {start}->{end} of {t.steps}")
 
-        def stage_boundary(step):
-            return bool(selector.stage_steps) and step % selector.stage_steps == 0
-
         def barrier(step):  # steps after which the loop reads or changes the source
-            return (step % t.checkpoint_every == 0 or step == end or stage_boundary(step)
-                    or bool(mixture.update_every and step % mixture.update_every == 0))
+            return (step % t.checkpoint_every == 0 or step == end
+                    or any(m.acts_at(step) for m in methods))
 
         schedule = train_lib.make_schedule(t)
-        last_eval: dict = {}
+        last_eval: EvalResult | None = None
         pending = None  # (step, device metrics) of the step dispatched last
         window_tokens, window_t0, nonfinite_run = 0.0, time.perf_counter(), 0
-        batches = prefetch.Prefetcher(train_iter, rt.global_batch, depth=cfg.data.prefetch,
+        batches = prefetch.Prefetcher(source, rt.global_batch, depth=cfg.data.prefetch,
                                       first_step=start + 1, last_step=end, barrier=barrier)
 
         def report(step, device_metrics):
-            nonlocal window_tokens, window_t0, window_loss, window_tok, nonfinite_run
+            nonlocal window_tokens, window_t0, nonfinite_run
             m = jax.device_get(device_metrics)
             if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
                 what = (f"non-finite {'loss' if not np.isfinite(m['loss']) else 'gradient'} "
@@ -149,8 +172,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
             else:
                 nonfinite_run = 0
                 window_tokens += float(m["tokens"])
-                window_loss += m["domain_loss_sum"]
-                window_tok += m["domain_tokens"]
+                sums = DomainSums(loss=m["domain_loss_sum"], tokens=m["domain_tokens"],
+                                  rows=m["domain_rows"], weight=m["domain_weight_sum"])
+                for method in methods:
+                    method.observe_train(step, sums)
             if step % t.log_every and step != end:
                 return
             elapsed = time.perf_counter() - window_t0
@@ -184,38 +209,26 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
                     end = min(end, step + batches.depth + 1)
                     batches.stop_after(end)
                 eval_now = step == t.steps or (t.eval_every and step % t.eval_every == 0)
-                update_now = mixture.update_every and step % mixture.update_every == 0
+                acting = [m for m in methods if m.acts_at(step)]
                 save_now = step % t.checkpoint_every == 0 or step == end
-                if not (eval_now or save_now or update_now or stage_boundary(step)):
+                if not (eval_now or save_now or acting):
                     continue
                 report(*pending)
                 pending = None
                 if eval_now:
-                    last_eval = _eval(rt, state.params, eval_batches)
-                    eval_loss = {n: last_eval[f"eval/{n}/loss"] for n in names
-                                 if f"eval/{n}/loss" in last_eval}
-                    mixture.observe_eval(step, eval_loss)
-                    writer.write(step, last_eval)
+                    last_eval = _eval(rt, state.params, eval_sets, step)
+                    for m in methods:
+                        m.observe_eval(last_eval)
+                    scalars = last_eval.scalars()
+                    writer.write(step, scalars)
                     writer.note(f"step {step}: " + "  ".join(
-                        f"{k} {v:.4f}" for k, v in last_eval.items() if k.endswith("loss")))
-                if update_now:
-                    train_loss = {n: float(l / k) for n, l, k in zip(names, window_loss, window_tok)
-                                  if k > 0}
-                    weights = mixture.update(step, train_loss, eval_loss)
-                    if weights is not None:  # applies from the next batch
-                        train_iter.set_weights(np.asarray(weights, np.float64))
-                        writer.write(step, {f"mixture/{n}/weight": w
-                                            for n, w in zip(names, weights)})
-                    window_loss, window_tok = np.zeros(len(names)), np.zeros(len(names))
-                if stage_boundary(step) and step < t.steps:
-                    if stage_metrics := selector.select(step, state, rt):
-                        writer.write(step, stage_metrics)
+                        f"{k} {v:.4f}" for k, v in scalars.items() if k.endswith("loss")))
+                for m in acting:
+                    if metrics := m.act(context(step, state)):
+                        writer.write(step, metrics)
                 if save_now:
-                    host_state = {"mixture": {"policy": mixture.get_state(),
-                                              "window_loss": window_loss.tolist(),
-                                              "window_tokens": window_tok.tolist(),
-                                              "eval_loss": eval_loss}}
-                    checkpointer.save(step, state, train_iter.get_state(), host_state)
+                    checkpointer.save(step, state, source.get_state(),
+                                      {m.name: m.get_state() for m in methods})
                 batches.release(step)
                 # Keep eval and save time out of the tokens/s window.
                 window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0
@@ -224,14 +237,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, train_iter: BatchSour
             if guard.requested:
                 writer.note(f"stopped by {guard.signal_name} after step {step}; its checkpoint "
                             "is saved: run the same command to resume")
-                last_eval = {**last_eval, "preempted": step}
         finally:
             batches.close()
             checkpointer.close()
             writer.close()
     if is_main:
+        for m in methods:
+            m.write_outputs(workdir)
         plots.plot_run(workdir)
-    return last_eval
+    return TrainResult(step=step, eval=last_eval, preempted=guard.requested)
 
 
 def _agreed(requested: bool, step: int, every: int) -> bool:

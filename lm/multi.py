@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from lm import train as train_lib
-from reweight.instance import InstanceWeighter
+from reweight.interface import Weighter
 
 
 def _stack(batches: Sequence[dict]) -> dict:
@@ -25,10 +25,10 @@ def _stack(batches: Sequence[dict]) -> dict:
 
 
 def train_many(cfg: ml_collections.ConfigDict, train_iters: Sequence, eval_batches: dict,
-               weighter: InstanceWeighter, device=None) -> list[dict]:
+               weighter: Weighter, device=None) -> list[dict]:
     """Trains len(train_iters) models of `cfg` for `cfg.train.steps` steps, model p on
     train_iters[p], on one device; returns each model's final per-domain validation loss
-    ({"eval/NAME/loss": float}) over the shared `eval_batches`."""
+    ({eval domain: loss}) over the shared `eval_batches`."""
     device = device or jax.devices()[0]
     num_domains = len(train_iters[0].domain_names)
     rt = train_lib.build_runtime(cfg, weighter, num_domains, [device],
@@ -58,5 +58,5 @@ def train_many(cfg: ml_collections.ConfigDict, train_iters: Sequence, eval_batch
                 totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
     per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
-    return [{f"eval/{n}/loss": float(per_domain[i, d]) for d, n in enumerate(eval_batches)
+    return [{n: float(per_domain[i, d]) for d, n in enumerate(eval_batches)
              if totals["domain_tokens"][i, d] > 0} for i in range(p)]

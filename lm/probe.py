@@ -35,19 +35,20 @@ def loss_after_step(params, opt_state, example: Batch, reference: Batch, *, mode
     return reference_loss(optax.apply_updates(params, updates), reference, model)
 
 
-def make_probe(model: nn.Module, tx: optax.GradientTransformation
-               ) -> tuple[Callable[..., jax.Array], Callable[..., jax.Array]]:
-    """(probe, before): jitted `probe(params, opt_state, chunk, reference) -> [C]` post-step
-    reference losses of the C candidate rows in `chunk` (arrays of [C, L]), and
-    `before(params, reference) -> scalar`, the reference loss of the unchanged params."""
+def make_probes(model: nn.Module, tx: optax.GradientTransformation,
+                replicated: jax.sharding.Sharding) -> dict[str, Callable[..., jax.Array]]:
+    """The jitted pure functions a host method may call on the live state, each returning an
+    array replicated on every process:
+      example_loss(params, rows) -> [R] each row's mean token loss;
+      reference_loss(params, reference) -> the token-weighted mean loss of the reference;
+      loss_after_step(params, opt_state, rows, reference) -> [C] the reference loss after one
+        optimizer step on each of the C rows alone (`jax.vmap` of `loss_after_step`)."""
     one = functools.partial(loss_after_step, model=model, tx=tx)
-    probe = jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))
-    before = jax.jit(functools.partial(reference_loss, model=model))
-    return probe, before
-
-
-def probe_flops(train_flops_per_token: float, row_len: int, reference_tokens: int) -> float:
-    """FLOPs of one probe from the training FLOPs per token (fwd + bwd = 3 forwards): a
-    training step on one row of `row_len` tokens, then a forward pass over the reference."""
-    return train_flops_per_token * (row_len + reference_tokens / 3.0)
-
+    return {
+        "example_loss": jax.jit(lambda p, rows: example_losses(p, rows, model)[0],
+                                out_shardings=replicated),
+        "reference_loss": jax.jit(functools.partial(reference_loss, model=model),
+                                  out_shardings=replicated),
+        "loss_after_step": jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)),
+                                   out_shardings=replicated),
+    }

@@ -1,9 +1,10 @@
 """Train state, optimizer, and the jitted train and eval steps.
 
-The step computes every row's mean token loss, asks the instance weighter for weights over the
-global batch, and minimises sum_i w_i * loss_i with the weights held constant. With gradient
-accumulation the weights are still normalised over the whole global batch: the losses of all
-micro-batches come first (one forward pass), then the gradients (see `train_step`).
+The step computes every token's loss, asks the weighter for weights over the global batch
+(per example or per token, `reweight.interface.Weighter`), and minimises the weighted loss with
+the weights held constant. With gradient accumulation the weights are still normalised over the
+whole global batch: the losses of all micro-batches come first (one forward pass), then the
+gradients (see `train_step`).
 """
 
 import contextlib
@@ -20,7 +21,7 @@ from flax import struct
 
 from lm import model as model_lib
 from lm import sharding
-from reweight.instance import InstanceWeighter
+from reweight.interface import StepInputs, Weighter
 
 Batch = dict[str, jax.Array]
 
@@ -30,7 +31,7 @@ class TrainState:
     step: jax.Array
     params: Any
     opt_state: Any
-    rng: jax.Array  # for methods that draw at random; split, never reused
+    rng: jax.Array  # the weighter's RNG: folded with the step, so each step draws anew
     weighter_state: Any
 
 
@@ -96,6 +97,10 @@ def _token_losses(params, batch: Batch, model: nn.Module):
 def example_losses(params, batch: Batch, model: nn.Module):
     """(per-example mean token loss [B], summed token loss [B], loss-token count [B])."""
     _, token_loss_BxL, mask_BxL = _token_losses(params, batch, model)
+    return _per_example(token_loss_BxL, mask_BxL)
+
+
+def _per_example(token_loss_BxL, mask_BxL):
     loss_sum_B = (token_loss_BxL * mask_BxL).sum(-1)
     tokens_B = mask_BxL.sum(-1)
     return loss_sum_B / jnp.maximum(tokens_B, 1.0), loss_sum_B, tokens_B
@@ -116,25 +121,40 @@ def _domain_sums(values_B, domain_B, num_domains: int):
 
 
 def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
-               tx: optax.GradientTransformation, weighter: InstanceWeighter, num_domains: int,
+               tx: optax.GradientTransformation, weighter: Weighter, num_domains: int,
                microbatches: int = 1) -> tuple[TrainState, dict]:
     """One optimizer step on the global batch; returns the new state and device metrics."""
     k = microbatches
     domain_B = batch["domain_id"]
-    valid_B = batch["loss_mask"].sum(-1) > 0
+    mask_BxL = batch["loss_mask"].astype(jnp.float32)
+    valid_B = mask_BxL.sum(-1) > 0
+    inputs = StepInputs(domain_B=domain_B, valid_B=valid_B, loss_mask_BxL=mask_BxL,
+                        step=state.step, rng=jax.random.fold_in(state.rng, state.step))
 
-    def weigh(losses_B):
-        return weighter(state.weighter_state, losses_B, domain_B, valid_B, state.step)
+    def weigh(token_loss_BxL):
+        """The weighter on the detached losses of the global batch (None: it reads none)."""
+        if token_loss_BxL is not None:
+            token_loss_BxL = jax.lax.stop_gradient(token_loss_BxL)
+            example_loss_B = _per_example(token_loss_BxL, mask_BxL)[0]
+            return weighter(state.weighter_state, inputs.replace(
+                token_loss_BxL=token_loss_BxL, example_loss_B=example_loss_B))
+        return weighter(state.weighter_state, inputs)
 
-    def weighted_loss(params, mb, w_B):
-        losses_B, loss_sum_B, tokens_B = example_losses(params, mb, model)
-        if w_B is None:  # single pass: weigh inside, on the detached losses
-            w_B, wstate, wmetrics = weigh(jax.lax.stop_gradient(losses_B) if weighter.needs_losses
-                                          else None)
-        else:
-            wstate, wmetrics = None, None
-        w_B = jax.lax.stop_gradient(w_B)
-        return (w_B * losses_B).sum(), (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)
+    def weighted_loss(params, mb, w):
+        """sum w * loss on micro-batch `mb`: w [b] weighs each row's mean token loss, w [b, L]
+        each token's loss. w is None in a single pass: it is computed here, on these losses."""
+        _, token_loss_BxL, mb_mask_BxL = _token_losses(params, mb, model)
+        losses_B, loss_sum_B, tokens_B = _per_example(token_loss_BxL, mb_mask_BxL)
+        wstate = wmetrics = None
+        if w is None:
+            w, wstate, wmetrics = weigh(token_loss_BxL if weighter.needs_losses else None)
+        w = jax.lax.stop_gradient(w)
+        if w.ndim == 1:
+            loss, w_B = (w * losses_B).sum(), w
+        else:  # per-token weights; padding never trains whatever the weighter returned
+            w = w * mb_mask_BxL
+            loss, w_B = (w * token_loss_BxL).sum(), w.sum(-1)
+        return loss, (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)
 
     grad_fn = jax.value_and_grad(weighted_loss, has_aux=True)
     if k == 1:
@@ -143,26 +163,25 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
     else:
         mbs = _microbatched(batch, k)
         if weighter.needs_losses:  # weights need every micro-batch's losses first
-            pre_losses = jax.lax.map(lambda mb: example_losses(state.params, mb, model)[0], mbs)
-            w_B, wstate, wmetrics = weigh(jax.lax.stop_gradient(_unmicrobatched(pre_losses)))
+            pre = jax.lax.map(lambda mb: _token_losses(state.params, mb, model)[1], mbs)
+            w, wstate, wmetrics = weigh(_unmicrobatched(pre))
         else:
-            w_B, wstate, wmetrics = weigh(None)
-        w_mbs = _microbatched({"w": w_B}, k)["w"]
+            w, wstate, wmetrics = weigh(None)
+        w_mbs = _microbatched({"w": w}, k)["w"]
 
         def accumulate(grads, xs):
             mb, w = xs
             (loss, aux), g = grad_fn(state.params, mb, w)
-            return jax.tree.map(jnp.add, grads, g), (loss,) + aux[:3]
+            return jax.tree.map(jnp.add, grads, g), (loss,) + aux[:4]
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         grads, (mb_loss, *per_example) = jax.lax.scan(accumulate, zeros, (mbs, w_mbs))
         loss = mb_loss.sum()
-        losses_B, loss_sum_B, tokens_B = (_unmicrobatched(x) for x in per_example)
+        losses_B, loss_sum_B, tokens_B, w_B = (_unmicrobatched(x) for x in per_example)
 
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    rng, _ = jax.random.split(state.rng)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng,
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               weighter_state=wstate)
     metrics = {
         "loss": loss,  # the weighted objective
@@ -170,7 +189,7 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         "grad_norm": optax.global_norm(grads),
         "tokens": tokens_B.sum(),
         "losses": losses_B,
-        "weights": w_B,
+        "weights": w_B,  # each row's total weight
         "domain_id": domain_B,
         "domain_loss_sum": _domain_sums(loss_sum_B, domain_B, num_domains),
         "domain_tokens": _domain_sums(tokens_B, domain_B, num_domains),
@@ -228,7 +247,7 @@ class Runtime:
         return sharding.to_global(local_batch, self.batch_shard, self.cfg.train.batch_size)
 
 
-def build_runtime(cfg: ml_collections.ConfigDict, weighter: InstanceWeighter, num_domains: int,
+def build_runtime(cfg: ml_collections.ConfigDict, weighter: Weighter, num_domains: int,
                   devices=None, tx: optax.GradientTransformation | None = None,
                   num_eval_domains: int | None = None) -> Runtime:
     """Mesh, model, optimizer (AdamW from the config unless `tx` is given), state layout and

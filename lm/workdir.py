@@ -10,6 +10,7 @@ import json
 import os
 
 import ml_collections
+from flax.traverse_util import flatten_dict
 
 CONFIG_FILE = "config.json"
 
@@ -20,22 +21,13 @@ MAY_DIFFER = ("train.run_steps", "train.progress_bar", "train.log_every", "train
               "mesh.", "init_from")
 
 
-def _flat(tree, prefix="") -> dict:
-    if isinstance(tree, dict):
-        out = {}
-        for k, v in tree.items():
-            out |= _flat(v, f"{prefix}{k}.")
-        return out
-    return {prefix[:-1]: tree}
-
-
 def _as_json(cfg: ml_collections.ConfigDict) -> dict:
     return json.loads(cfg.to_json_best_effort())
 
 
 def differences(old: dict, new: dict, ignore=()) -> list[str]:
     """'field: old -> new' for every leaf that differs, skipping fields under `ignore`."""
-    a, b = _flat(old), _flat(new)
+    a, b = flatten_dict(old, sep="."), flatten_dict(new, sep=".")
     out = []
     for key in sorted(set(a) | set(b)):
         if any(key == p or (p.endswith(".") and key.startswith(p)) for p in ignore):

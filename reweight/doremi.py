@@ -8,9 +8,9 @@ proxy trains (configs/doremi_proxy.py), every `update_every` steps:
   alpha <- softmax(log alpha + eta * lambda);   alpha <- (1 - c) * alpha + c / K
 
 and the proxy samples its next batches from alpha. The result is the mean alpha over the
-updates (`final_weights`), which main.py writes to the workdir's mixture.txt.
+updates (`final_weights`), which the run writes to its workdir's mixture.txt.
 
-Where this departs from the paper (the loop hands policies per-domain means, not tokens):
+Where this departs from the paper (a mixture policy sees per-domain means, not tokens):
 - lambda_i is the clipped difference of per-domain MEANS (the proxy's mean training token loss
   on domain i since the last update, minus the reference model's mean validation loss on i),
   not the mean over tokens of the clipped per-token difference on the same tokens; by Jensen
@@ -28,6 +28,8 @@ from typing import Sequence
 
 import ml_collections
 import numpy as np
+
+from reweight.interface import MethodEnv, MixturePolicy
 
 
 def load_reference_losses(path: str, names: Sequence[str]) -> np.ndarray:
@@ -47,7 +49,7 @@ def load_reference_losses(path: str, names: Sequence[str]) -> np.ndarray:
     return np.asarray([losses[n] for n in names], np.float64)
 
 
-class DoReMi:
+class DoReMi(MixturePolicy):
     """The DoReMi weight update on host-side per-domain losses (see the module docstring)."""
 
     def __init__(self, names: Sequence[str], reference: np.ndarray, *, eta: float = 1.0,
@@ -67,9 +69,6 @@ class DoReMi:
 
     def initial_weights(self) -> np.ndarray:
         return self.alpha
-
-    def observe_eval(self, step: int, eval_loss: dict) -> None:
-        pass
 
     def update(self, step: int, train_loss: dict, eval_loss: dict) -> np.ndarray | None:
         losses = train_loss if self.signal == "train" else eval_loss
@@ -101,7 +100,8 @@ class DoReMi:
         self.updates = int(state["updates"])
 
 
-def from_config(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> DoReMi:
+def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> DoReMi:
+    names = list(env.domain_names)
     d = cfg.reweight.doremi
     return DoReMi(names, load_reference_losses(d.reference, names), eta=d.eta,
                   smoothing=d.smoothing, update_every=d.update_every, signal=d.signal)

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from reweight.interface import MethodEnv, StepInputs
+
 Strategy = Callable[[jax.Array, float], jax.Array]
 
 STRATEGIES: dict[str, Strategy] = {
@@ -96,12 +98,6 @@ class LossBased:
                                  f"r_schedule={r_schedule!r}, got 0: set the steps it takes to reach r, "
                                  "or use r_schedule='constant'")
 
-    @classmethod
-    def from_config(cls, cfg: ml_collections.ConfigDict) -> "LossBased":
-        return cls(strategy=cfg.strategy, r=cfg.r, d=cfg.d, warmup_steps=cfg.warmup_steps,
-                   r_schedule=cfg.r_schedule, r_start=cfg.r_start,
-                   r_schedule_steps=cfg.r_schedule_steps)
-
     def temperature(self, step: jax.Array) -> jax.Array:
         """r at `step` (counted from 0, warm-up included): the "step" schedule holds r_start for
         the first r_schedule_steps steps, then r (fms-fsdp: 100 for 2000 steps); "linear" moves
@@ -117,11 +113,10 @@ class LossBased:
     def init(self) -> tuple:
         return ()
 
-    def __call__(self, state: tuple, losses_B: jax.Array, domain_B: jax.Array, valid_B: jax.Array,
-                 step: jax.Array) -> tuple[jax.Array, tuple, dict]:
+    def __call__(self, state: tuple, inputs: StepInputs) -> tuple[jax.Array, tuple, dict]:
         """(weights summing to 1 over valid finite rows, the unchanged state, scalar metrics)."""
-        del domain_B  # the weights look at each row's loss alone
-        losses_B = losses_B.astype(jnp.float32)
+        losses_B = inputs.example_loss_B.astype(jnp.float32)
+        valid_B, step = inputs.valid_B, inputs.step
         finite_B = jnp.isfinite(losses_B)
         usable_B = valid_B & finite_B
         n = usable_B.sum()
@@ -155,3 +150,10 @@ class LossBased:
             "nonfinite_rows": (valid_B & ~finite_B).sum().astype(jnp.float32),
         }
         return w_B, state, metrics
+
+
+def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> LossBased:
+    r = cfg.reweight
+    return LossBased(strategy=r.strategy, r=r.r, d=r.d, warmup_steps=r.warmup_steps,
+                     r_schedule=r.r_schedule, r_start=r.r_start,
+                     r_schedule_steps=r.r_schedule_steps)

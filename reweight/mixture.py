@@ -1,79 +1,75 @@
-"""The mixture-policy interface: host-side domain sampling weights, updated every N steps.
+"""A mixture policy run as a host method: the loss window it is updated from, and its outputs.
 
-The training loop sums each domain's training loss and token count over the steps since the
-last update and keeps the latest per-domain validation losses; every `update_every` steps it
-hands them to the policy, and new weights go to the input pipeline for the very next batch.
-A policy's state is a JSON-able dict that the checkpoint stores with the model, so a resumed
-run makes the same updates as an unbroken one.
+`MixtureMethod` sums each training domain's token loss and token count over the steps since
+the policy's last update and keeps the latest validation loss per training domain; every
+`update_every` steps it hands both to the policy and sends the new weights to the input
+pipeline for the very next batch. The window, the latest eval losses and the policy's own
+state are its checkpoint item, so a resumed run makes the same updates as an unbroken one.
 """
 
-from typing import Protocol, Sequence
+import os
+from typing import Sequence
 
-import ml_collections
 import numpy as np
 
-from reweight import doremi, odm, schedule, skill_it
+from reweight.interface import DomainSums, EvalResult, HostContext, HostMethod, MixturePolicy
 
 
-class MixturePolicy(Protocol):
-    update_every: int  # steps between updates; 0 = never (the pipeline keeps its weights)
+class MixtureMethod(HostMethod):
+    name = "mixture"
 
-    def initial_weights(self) -> np.ndarray | None:
-        """Weights for the first batch of a fresh run (None = the data config's weights)."""
+    def __init__(self, policy: MixturePolicy, domain_names: Sequence[str]):
+        self.policy, self.names = policy, list(domain_names)
+        self.window_loss = np.zeros(len(self.names))
+        self.window_tokens = np.zeros(len(self.names))
+        self.eval_loss: dict = {}
 
-    def observe_eval(self, step: int, eval_loss: dict) -> None:
-        """Called after every evaluation with domain -> validation loss (for policies that
-        keep a window of evaluations; the `eval_loss` given to `update` is only the latest)."""
+    def acts_at(self, step: int) -> bool:
+        every = self.policy.update_every
+        return step == 0 or bool(every and step % every == 0)
 
-    def update(self, step: int, train_loss: dict, eval_loss: dict) -> np.ndarray | None:
-        """New sampling weights in domain order (None = keep the current ones).
+    def observe_train(self, step: int, sums: DomainSums) -> None:
+        self.window_loss += sums.loss
+        self.window_tokens += sums.tokens
 
-        train_loss: domain -> mean token loss over the steps since the last update (domains
-        drawn in that window only); eval_loss: domain -> the latest validation loss ({} before
-        the first evaluation)."""
+    def observe_eval(self, result: EvalResult) -> None:
+        self.eval_loss = {n: result.loss[n] for n in self.names if n in result.loss}
+        self.policy.observe_eval(result.step, self.eval_loss)
 
-    def get_state(self) -> dict: ...
-    def set_state(self, state: dict) -> None: ...
-
-
-class Fixed:
-    """Keeps the weights the data config gives (`config.data.weights`): the default."""
-
-    update_every = 0
-
-    def initial_weights(self):
-        return None
-
-    def observe_eval(self, step, eval_loss):
-        pass
-
-    def update(self, step, train_loss, eval_loss):
-        return None
+    def act(self, ctx: HostContext) -> dict:
+        if ctx.step == 0:
+            weights = self.policy.initial_weights()
+        else:
+            train_loss = {n: float(l / t) for n, l, t in
+                          zip(self.names, self.window_loss, self.window_tokens) if t > 0}
+            weights = self.policy.update(ctx.step, train_loss, self.eval_loss)
+            self.window_loss[:] = 0.0
+            self.window_tokens[:] = 0.0
+        if weights is None:
+            return {}
+        weights = np.asarray(weights, np.float64)
+        ctx.set_weights(weights)
+        return {f"mixture/{n}/weight": float(w) for n, w in zip(self.names, weights)}
 
     def get_state(self) -> dict:
-        return {}
+        return {"policy": self.policy.get_state(), "window_loss": self.window_loss.tolist(),
+                "window_tokens": self.window_tokens.tolist(), "eval_loss": self.eval_loss}
 
     def set_state(self, state: dict) -> None:
-        pass
+        self.policy.set_state(state["policy"])
+        self.window_loss = np.asarray(state["window_loss"], np.float64)
+        self.window_tokens = np.asarray(state["window_tokens"], np.float64)
+        self.eval_loss = dict(state["eval_loss"])
+
+    def write_outputs(self, workdir: str) -> None:
+        if (weights := self.policy.final_weights()) is not None:
+            write_mixture(os.path.join(workdir, "mixture.txt"), self.names, weights)
 
 
-_POLICIES = {
-    "fixed": lambda cfg, names: Fixed(),
-    "natural": lambda cfg, names: schedule.Schedule([0], [schedule.natural_weights(cfg, names)]),
-    "schedule": lambda cfg, names: schedule.parse_phases(cfg.reweight.schedule.phases, cfg, names),
-    "upsample": schedule.end_upsampling,
-    "doremi": doremi.from_config,
-    "odm": odm.from_config,
-    "skill_it": skill_it.from_config,
-}
-
-
-def make_mixture_policy(cfg: ml_collections.ConfigDict,
-                        domain_names: Sequence[str]) -> MixturePolicy:
-    """Builds the policy named by `config.reweight.mixture` over the training domains, from
-    the whole experiment config (a policy may need train.steps, the seed or data.weights)."""
-    name = cfg.reweight.mixture
-    if name not in _POLICIES:
-        raise ValueError(f"config.reweight.mixture={name!r} is not a known mixture policy; "
-                         f"choose one of {sorted(_POLICIES)}")
-    return _POLICIES[name](cfg, list(domain_names))
+def write_mixture(path: str, names: Sequence[str], weights: np.ndarray) -> str:
+    """Writes "name:w,..." to `path`, which any config loads with data.weights="file:PATH"
+    (or a schedule phase "F=file:PATH"); returns the string."""
+    text = ",".join(f"{n}:{w:.6g}" for n, w in zip(names, np.asarray(weights, np.float64)))
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    return text

@@ -20,13 +20,15 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
+from reweight.interface import MethodEnv, MixturePolicy
+
 
 def exploration(t: int, k: int) -> float:
     """eps_t; eps_0 = 1/K."""
     return 1.0 / k if t == 0 else min(1.0 / k, math.sqrt(math.log(k) / (k * t)))
 
 
-class ODM:
+class ODM(MixturePolicy):
 
     def __init__(self, names: Sequence[str], *, smoothing: float = 0.9, update_every: int = 10):
         if not 0.0 <= smoothing < 1.0 or update_every < 1 or len(names) < 2:
@@ -48,9 +50,6 @@ class ODM:
     def initial_weights(self) -> np.ndarray:
         return self.pi
 
-    def observe_eval(self, step: int, eval_loss: dict) -> None:
-        pass
-
     def update(self, step: int, train_loss: dict, eval_loss: dict) -> np.ndarray | None:
         a = self.smoothing
         for i, n in enumerate(self.names):
@@ -69,6 +68,7 @@ class ODM:
         self.pi = np.asarray(state["pi"], np.float64)
 
 
-def from_config(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> ODM:
+def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> ODM:
+    names = list(env.domain_names)
     return ODM(names, smoothing=cfg.reweight.odm.smoothing,
                update_every=cfg.reweight.odm.update_every)

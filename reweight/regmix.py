@@ -11,6 +11,7 @@ trials is orchestration (sweep.py).
 from typing import Callable, Sequence
 
 import numpy as np
+import scipy.stats
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -68,46 +69,24 @@ def draw_mixtures(rng: np.random.Generator, center: np.ndarray, strengths: Seque
     return out
 
 
-def rank(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1, ties sharing their mean rank."""
-    x = np.asarray(x, np.float64)
-    order = np.argsort(x, kind="stable")
-    r = np.empty(len(x))
-    r[order] = np.arange(len(x))
-    for v in np.unique(x):
-        tie = x == v
-        if tie.sum() > 1:
-            r[tie] = r[tie].mean()
-    return r
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (nan for fewer than 2 points or a constant side)."""
-    if len(a) < 2:
+    """Spearman's rank correlation, ties sharing their mean rank (nan for fewer than 2 points
+    or a constant side)."""
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    ra, rb = rank(a), rank(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(scipy.stats.spearmanr(a, b).statistic)
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Linear regression y ~ b + x @ w, L2 penalty alpha on w (weights on the simplex are
-    collinear with the intercept; the penalty makes the solution unique)."""
-    a = np.hstack([np.ones((len(x), 1)), x])
-    penalty = alpha * np.eye(a.shape[1])
-    penalty[0, 0] = 0.0
-    coef = np.linalg.solve(a.T @ a + penalty, a.T @ y)
-    return lambda z: coef[0] + np.asarray(z) @ coef[1:]
+    """Linear regression y ~ b + x @ w with an L2 penalty alpha on w only (weights on the
+    simplex are collinear with the intercept; the penalty makes the solution unique)."""
+    from sklearn.linear_model import Ridge
+    return Ridge(alpha=alpha).fit(x, y).predict
 
 
 def fit_gbm(x: np.ndarray, y: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """Gradient-boosted trees (scikit-learn's HistGradientBoostingRegressor)."""
-    try:
-        from sklearn.ensemble import HistGradientBoostingRegressor
-    except ImportError:
-        raise ValueError("config.sweep.regression='gbm' needs scikit-learn: "
-                         "pip install scikit-learn, or use regression='ridge'") from None
+    from sklearn.ensemble import HistGradientBoostingRegressor
     model = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1,
                                           min_samples_leaf=max(2, len(x) // 16),
                                           random_state=seed).fit(x, y)

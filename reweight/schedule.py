@@ -13,43 +13,10 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from data import pipeline
+from reweight.interface import MethodEnv, MixturePolicy
 
 
-def token_counts(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.ndarray | None:
-    """Estimated training tokens per domain (None for synthetic domains, which are endless)."""
-    if cfg.data.source == "synthetic":
-        return None
-    specs = pipeline.specs_from_config(cfg.data)
-    if [s.name for s in specs] != list(names):
-        raise ValueError(f"domain names {list(names)} differ from config.data.domains "
-                         f"{[s.name for s in specs]}: natural weights follow the data config")
-    if cfg.data.vocab == "builtin":
-        from data import tokenizer
-        vocab = str(tokenizer.model_path(cfg.data.data_dir, cfg.model.vocab_size))
-    else:
-        vocab = None if cfg.data.vocab == "byte" else cfg.data.vocab
-    return pipeline.natural_token_counts(specs, vocab)
-
-
-def natural_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.ndarray:
-    """Each training domain's share of the training tokens (synthetic domains are endless and
-    alike, so theirs is uniform)."""
-    counts = token_counts(cfg, names)
-    if counts is None:
-        return np.full(len(names), 1.0 / len(names))
-    return counts / counts.sum()
-
-
-def resolve_weights(spec, cfg: ml_collections.ConfigDict, names: Sequence[str]) -> np.ndarray:
-    """"natural", or anything `data.pipeline.parse_weights` reads ("uniform", "name:w,...",
-    floats, "file:PATH") -> probabilities in domain order."""
-    if isinstance(spec, str) and spec.strip() == "natural":
-        return natural_weights(cfg, names)
-    return pipeline.parse_weights(spec, names)
-
-
-class Schedule:
+class Schedule(MixturePolicy):
     """Piecewise-constant weights: phase k is used for the batches after step `starts[k]`
     (starts[0] = 0, the first batch)."""
 
@@ -65,21 +32,12 @@ class Schedule:
     def initial_weights(self) -> np.ndarray:
         return self.weights[0]
 
-    def observe_eval(self, step: int, eval_loss: dict) -> None:
-        pass
-
     def update(self, step: int, train_loss: dict, eval_loss: dict) -> np.ndarray | None:
         """The next phase's weights at its start step (None elsewhere: the pipeline keeps
         the current ones)."""
         if step in self.starts[1:]:
             return self.weights[self.starts.index(step)]
         return None
-
-    def get_state(self) -> dict:
-        return {}
-
-    def set_state(self, state: dict) -> None:
-        pass
 
 
 def _start_step(fraction: float, steps: int, what: str) -> int:
@@ -89,8 +47,7 @@ def _start_step(fraction: float, steps: int, what: str) -> int:
     return round(fraction * steps)
 
 
-def parse_phases(phases: str, cfg: ml_collections.ConfigDict,
-                 names: Sequence[str]) -> Schedule:
+def parse_phases(phases: str, steps: int, env: MethodEnv) -> Schedule:
     """"FRACTION=WEIGHTS;..." (e.g. "0=natural;0.85=code:1,math:1") -> a Schedule."""
     starts, weights = [], []
     for part in (p.strip() for p in phases.split(";") if p.strip()):
@@ -102,8 +59,8 @@ def parse_phases(phases: str, cfg: ml_collections.ConfigDict,
         if not sep or f is None:
             raise ValueError(f"config.reweight.schedule.phases entry {part!r} is not "
                              "FRACTION=WEIGHTS, e.g. '0=natural;0.85=code:1,math:1'")
-        starts.append(_start_step(f, cfg.train.steps, f"schedule phase fraction {part!r}"))
-        weights.append(resolve_weights(spec, cfg, names))
+        starts.append(_start_step(f, steps, f"schedule phase fraction {part!r}"))
+        weights.append(env.weights(spec))
     return Schedule(starts, weights)
 
 
@@ -122,22 +79,23 @@ def upsampled(base: np.ndarray, names: Sequence[str], domains: Sequence[str],
     return w / w.sum()
 
 
-def end_upsampling(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> Schedule:
+def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
+    """The phases of config.reweight.schedule.phases over config.train.steps."""
+    return parse_phases(cfg.reweight.schedule.phases, cfg.train.steps, env)
+
+
+def natural(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
+    """Each training domain's share of the training tokens, throughout."""
+    return Schedule([0], [env.weights("natural")])
+
+
+def end_upsampling(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
     """The base mixture, then for the last `last_fraction` of training the upsampled one."""
-    up = cfg.reweight.upsample
-    base = resolve_weights(up.base, cfg, names)
+    up, names = cfg.reweight.upsample, list(env.domain_names)
+    base = env.weights(up.base)
     domains = [d.strip() for d in up.domains.split(",") if d.strip()]
     if not 0.0 < up.last_fraction < 1.0:
         raise ValueError(f"config.reweight.upsample.last_fraction must be in (0, 1), got "
                          f"{up.last_fraction}")
     start = round((1.0 - up.last_fraction) * cfg.train.steps)
     return Schedule([0, start], [base, upsampled(base, names, domains, up.factor)])
-
-
-def write_mixture(path: str, names: Sequence[str], weights: np.ndarray) -> str:
-    """Writes "name:w,..." to `path`, which any config loads with data.weights="file:PATH"
-    (or a schedule phase "F=file:PATH"); returns the string."""
-    text = ",".join(f"{n}:{w:.6g}" for n, w in zip(names, np.asarray(weights, np.float64)))
-    with open(path, "w") as f:
-        f.write(text + "\n")
-    return text

@@ -26,6 +26,8 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
+from reweight.interface import MethodEnv, MixturePolicy
+
 NORMALIZE = ("none", "initial")
 
 
@@ -57,7 +59,7 @@ def parse_graph(spec: str, names: Sequence[str]) -> np.ndarray:
     return graph
 
 
-class SkillIt:
+class SkillIt(MixturePolicy):
     """The online Skill-It mixture policy over `names` (domain order)."""
 
     def __init__(self, names: Sequence[str], graph: np.ndarray, *, eta: float, window: int,
@@ -122,9 +124,9 @@ class SkillIt:
         self.initial = None if state["initial"] is None else list(map(float, state["initial"]))
 
 
-def from_config(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> SkillIt:
-    """The policy from `config.reweight.skill_it` over the training domains `names`."""
-    s = cfg.reweight.skill_it
+def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> SkillIt:
+    """The policy from `config.reweight.skill_it` over the training domains."""
+    s, names = cfg.reweight.skill_it, list(env.domain_names)
     target = [t.strip() for t in s.target.split(",") if t.strip()]
     return SkillIt(names, parse_graph(s.graph, names), eta=s.eta, window=s.window,
                    update_every=s.update_every, target=target, normalize=s.normalize)

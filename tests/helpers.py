@@ -1,7 +1,15 @@
-"""Small configs shared by the tests."""
+"""Small configs, method builders and the subprocess harness shared by the tests."""
 
+import json
+import os
+import subprocess
+import sys
+import time
+
+import experiment
 from configs import base
 from data.synthetic import SyntheticMixture
+from reweight import registry
 
 
 def tiny_config(**train):
@@ -20,6 +28,26 @@ def synthetic(cfg, **kw):
     return SyntheticMixture(num_domains=cfg.data.num_domains, vocab_size=cfg.model.vocab_size,
                             seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size,
                             seed=cfg.seed, **kw)
+
+
+def remove_seqio_tasks() -> list[str]:
+    """Removes every seqio Task that data.tasks registered; returns their names."""
+    import seqio
+    from data import tasks
+    names = [n for n in seqio.TaskRegistry.names() if n.startswith(tasks.TASK_PREFIX + "_")]
+    for n in names:
+        seqio.TaskRegistry.remove(n)
+    return names
+
+
+def weighter_of(cfg):
+    """The weighter the config names, as a run builds it."""
+    return registry.make_weighter(cfg, experiment.Env(cfg))
+
+
+def host_methods_of(cfg):
+    """The host methods the config names, as a run builds them."""
+    return registry.make_host_methods(cfg, experiment.Env(cfg))
 
 
 TIMING = ("tokens_per_s", "mfu", "data_wait_fraction")  # differ between identical runs
@@ -50,3 +78,66 @@ class Recording:
 
     def set_weights(self, w):
         self.it.set_weights(w)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main_command(workdir, *flags, processes: int = 1, devices: int = 1) -> tuple[list, dict]:
+    """(argv, env) that run main.py in fresh processes on `devices` simulated CPU devices: one
+    process, or `processes` of them through lm.launch. Modules under tests/ are importable, so
+    a config may name a test's own method ("test_module:factory")."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env |= {"JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])}
+    args = [f"--workdir={workdir}", *flags]
+    if processes == 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        return [sys.executable, os.path.join(ROOT, "main.py"), *args], env
+    return [sys.executable, "-m", "lm.launch", f"--num_processes={processes}",
+            f"--devices_per_process={devices // processes}", "--", "main.py", *args], env
+
+
+def run_main(workdir, *flags, processes: int = 1, devices: int = 1, check: bool = True,
+             timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs main.py to the end (see `main_command`); with `check`, fails the test on an error
+    exit, showing the output's tail."""
+    cmd, env = main_command(workdir, *flags, processes=processes, devices=devices)
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return out
+
+
+def start_main(workdir, *flags, processes: int = 1, devices: int = 1) -> subprocess.Popen:
+    """main.py started in the background (see `main_command`), stderr merged into stdout."""
+    cmd, env = main_command(workdir, *flags, processes=processes, devices=devices)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def last_step(workdir) -> int:
+    """The newest step in metrics.jsonl (the file may end in a half-written line)."""
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return json.loads(line)["step"]
+        except json.JSONDecodeError:
+            continue
+    return 0
+
+
+def wait_for_step(proc, workdir, step, timeout=120.0):
+    """Returns once the run of `proc` has logged `step`; fails if it ends or times out first."""
+    t0 = time.time()
+    while last_step(workdir) < step:
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before step {step}:\n{proc.stdout.read()[-3000:]}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"run did not reach step {step} in {timeout} s")
+        time.sleep(0.01)

@@ -12,7 +12,7 @@ from helpers import synthetic, tiny_config
 from lm import checkpoint as ckpt_lib
 from lm import loop
 from lm import workdir as workdir_lib
-from reweight.instance import Uniform
+from reweight.interface import Uniform
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory):
     cfg = tiny_config(steps=2, checkpoint_every=2)
     workdir_lib.record(cfg, workdir)
     it = synthetic(cfg)
-    loop.train(cfg, workdir, train_iter=it, eval_batches=it.eval_batches(4), weighter=Uniform(),
+    loop.train(cfg, workdir, source=it, eval_sets=it.eval_batches(4), weighter=Uniform(),
                devices=jax.devices()[:1])
     return workdir, _files(workdir)
 

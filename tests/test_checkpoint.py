@@ -1,30 +1,30 @@
-"""Resume is bit-exact across processes; checkpoints restore onto other meshes."""
+"""Resume is bit-exact across processes; checkpoints restore onto other meshes; params load
+alone, whatever optimizer and methods wrote them."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 
-from helpers import synthetic, tiny_config, untimed
+import experiment
+from helpers import run_main, synthetic, tiny_config, untimed
 from lm import checkpoint as ckpt_lib
 from lm import train as train_lib
 from lm.metrics import read_metrics
-from reweight.instance import Uniform
+from reweight.interface import Uniform
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ("--config=configs/tiny.py", "--config.train.steps=8", "--config.train.log_every=1",
+         "--config.train.checkpoint_every=2", "--config.train.eval_every=4",
+         "--config.train.progress_bar=False", "--config.train.peak_flops=1e9",
+         "--config.train.batch_size=4", "--config.data.seq_len=32",
+         "--config.data.source=synthetic", "--config.model.vocab_size=256",
+         "--config.model.d_model=64")
+
+
 def _main(workdir, *overrides):
     """Runs main.py in a fresh process on one CPU device."""
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-    args = [sys.executable, os.path.join(ROOT, "main.py"), "--config=configs/tiny.py",
-            f"--workdir={workdir}", "--config.train.steps=8", "--config.train.log_every=1",
-            "--config.train.checkpoint_every=2", "--config.train.eval_every=4",
-            "--config.train.progress_bar=False", "--config.train.peak_flops=1e9",
-            "--config.train.batch_size=4", "--config.data.seq_len=32", "--config.data.source=synthetic",
-            "--config.model.vocab_size=256", "--config.model.d_model=64", *overrides]
-    subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    run_main(workdir, *FLAGS, *overrides)
 
 
 def _plain(tree):
@@ -37,7 +37,7 @@ def _restore(workdir, cfg):
     rt = train_lib.build_runtime(cfg, Uniform(), cfg.data.num_domains, jax.devices()[:1])
     ck = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir))
     with rt.context():
-        state, data, host = ck.restore(ck.latest_step(), rt.abstract)
+        state, data, methods = ck.restore(ck.latest_step(), rt.abstract)
     ck.close()
     return _plain(state), data
 
@@ -82,9 +82,9 @@ def test_a_4x2_checkpoint_restores_on_one_device_and_on_2x4(tmp_path):
         rt = train_lib.build_runtime(cfg, Uniform(), cfg.data.num_domains, devices)
         ck = ckpt_lib.Checkpointer(str(tmp_path))
         with rt.context():
-            state, data, host = ck.restore(1, rt.abstract)
+            state, data, methods = ck.restore(1, rt.abstract)
         ck.close()
-        assert host == {"method": {"x": 1}} and data["step"] == 1
+        assert methods == {"method": {"x": 1}} and data["step"] == 1
         gate = state.params["block_0"]["mlp"]["gate"]
         assert gate.sharding == rt.abstract.params["block_0"]["mlp"]["gate"].sharding
         jax.tree.map(np.testing.assert_array_equal, saved, _plain(state))
@@ -95,5 +95,32 @@ def test_init_from_loads_params(tmp_path):
     cfg = tiny_config()
     rt = train_lib.build_runtime(cfg, Uniform(), cfg.data.num_domains, jax.devices()[:1])
     with rt.context():
-        params = ckpt_lib.load_params(str(tmp_path), rt.abstract)
+        params, step = ckpt_lib.load_params(str(tmp_path), rt.abstract.params)
+    assert step == 1
     jax.tree.map(np.testing.assert_array_equal, saved.params, _plain(params))
+
+
+class Counter:
+    """A stateful weighter: its state changes the train state's tree."""
+    needs_losses = False
+
+    def init(self):
+        return {"steps": np.zeros((), np.int32), "sums": np.zeros(3, np.float32)}
+
+    def __call__(self, state, inputs):
+        w, _, m = Uniform()(state, inputs)
+        return w, {"steps": state["steps"] + 1, "sums": state["sums"] + 1.0}, m
+
+
+def test_eval_and_init_from_load_params_whatever_optimizer_and_weighter_wrote_them(tmp_path):
+    source = tiny_config(steps=4, checkpoint_every=4, on_nonfinite="skip")  # another opt tree
+    data = experiment.build_data(source)
+    exp = experiment.Experiment(source, data, Counter(), methods=[])
+    exp.train(str(tmp_path / "src"), devices=jax.devices()[:1])
+    target = tiny_config(steps=2)  # stop on non-finite, uniform weights: another state tree
+    evaluated = experiment.build(target, train=False).evaluate(str(tmp_path / "src"),
+                                                               jax.devices()[:1])
+    assert evaluated.step == 4 and set(evaluated.loss) == set(data.domain_names)
+    target.init_from = str(tmp_path / "src")
+    result = experiment.build(target).train(str(tmp_path / "dst"), jax.devices()[:1])
+    assert result.step == 2 and np.isfinite(result.eval.overall_loss)

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import jax
@@ -12,14 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import synthetic, tiny_config, untimed
+from helpers import last_step, start_main, synthetic, tiny_config, untimed, wait_for_step
 from lm import checkpoint as ckpt_lib
 from lm import loop
 from lm import train as train_lib
 from lm.metrics import read_metrics
-from reweight.instance import Uniform
+from reweight.interface import Uniform
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 150
 # A loss-based weighter, so the weighter state and the losses' order matter too.
 FLAGS = ("--config=configs/tiny.py", f"--config.train.steps={STEPS}", "--config.train.log_every=1",
@@ -32,37 +29,8 @@ FLAGS = ("--config=configs/tiny.py", f"--config.train.steps={STEPS}", "--config.
          "--config.reweight.r=0.5")
 
 
-def _start(workdir, *extra) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), f"--workdir={workdir}",
-                             *FLAGS, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def _last_step(workdir) -> int:
-    """The newest step in metrics.jsonl (the file may end in a half-written line)."""
-    try:
-        with open(os.path.join(workdir, "metrics.jsonl")) as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return 0
-    for line in reversed(lines):
-        try:
-            return json.loads(line)["step"]
-        except json.JSONDecodeError:
-            continue
-    return 0
-
-
-def _wait_for_step(proc, workdir, step, timeout=120.0):
-    t0 = time.time()
-    while _last_step(workdir) < step:
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended before step {step}:\n{proc.stdout.read()[-3000:]}")
-        if time.time() - t0 > timeout:
-            proc.kill()
-            raise AssertionError(f"run did not reach step {step} in {timeout} s")
-        time.sleep(0.01)
+def _start(workdir, *extra):
+    return start_main(workdir, *FLAGS, *extra)
 
 
 def _finish(proc) -> str:
@@ -83,10 +51,10 @@ def test_kill_9_at_three_random_points_resumes_bit_exactly(straight, tmp_path):
     targets = sorted(np.random.default_rng(2).choice(np.arange(5, STEPS - 10), 3, replace=False))
     for target in targets:
         proc = _start(workdir)
-        _wait_for_step(proc, workdir, int(target))
+        wait_for_step(proc, workdir, int(target))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert _last_step(workdir) < STEPS
+        assert last_step(workdir) < STEPS
     _finish(_start(workdir))
     assert untimed(workdir) == untimed(straight)
     with open(os.path.join(workdir, "eval.json")) as a, \
@@ -97,10 +65,10 @@ def test_kill_9_at_three_random_points_resumes_bit_exactly(straight, tmp_path):
 def test_sigterm_saves_at_the_next_step_and_exits_0_then_resumes_exactly(straight, tmp_path):
     workdir = str(tmp_path)
     proc = _start(workdir)
-    _wait_for_step(proc, workdir, 10)
+    wait_for_step(proc, workdir, 10)
     proc.send_signal(signal.SIGTERM)
     out = _finish(proc)
-    stopped = _last_step(workdir)
+    stopped = last_step(workdir)
     assert "SIGTERM received" in out and f"after step {stopped}" in out
     assert stopped < STEPS
     # The checkpoint is at the step the run stopped at, not an earlier periodic one.
@@ -112,7 +80,7 @@ def test_sigterm_saves_at_the_next_step_and_exits_0_then_resumes_exactly(straigh
 def _train(workdir, weighter=None, **train):
     cfg = tiny_config(**train)
     it = synthetic(cfg)
-    return loop.train(cfg, str(workdir), train_iter=it, eval_batches=it.eval_batches(4),
+    return loop.train(cfg, str(workdir), source=it, eval_sets=it.eval_batches(4),
                       weighter=weighter or Uniform(), devices=jax.devices()[:1])
 
 
@@ -162,9 +130,9 @@ class NaNAt(Uniform):
     def __init__(self, step):
         self.step = step
 
-    def __call__(self, state, losses_B, domain_B, valid_B, step):
-        w, state, metrics = super().__call__(state, losses_B, domain_B, valid_B, step)
-        return jnp.where(step + 1 == self.step, jnp.nan, w), state, metrics
+    def __call__(self, state, inputs):
+        w, state, metrics = super().__call__(state, inputs)
+        return jnp.where(inputs.step + 1 == self.step, jnp.nan, w), state, metrics
 
 
 def test_nan_stops_the_run_naming_the_step_and_domains_and_keeps_the_checkpoint(tmp_path):
@@ -189,8 +157,8 @@ def test_nan_skip_mode_skips_the_update_counts_it_and_trains_on(tmp_path):
 
 def test_too_many_skips_in_a_row_stop_the_run(tmp_path):
     class AlwaysNaN(Uniform):
-        def __call__(self, state, losses_B, domain_B, valid_B, step):
-            w, state, m = super().__call__(state, losses_B, domain_B, valid_B, step)
+        def __call__(self, state, inputs):
+            w, state, m = super().__call__(state, inputs)
             return w * jnp.nan, state, m
 
     with pytest.raises(FloatingPointError, match="3 updates in a row skipped"):

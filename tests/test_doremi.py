@@ -7,12 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import synthetic, tiny_config
-from lm import loop
+import experiment
+from data.mixing import parse_weights
+from helpers import tiny_config
 from lm.metrics import read_metrics
 from reweight.doremi import DoReMi, load_reference_losses
-from reweight.instance import Uniform
-from reweight.mixture import make_mixture_policy
 
 
 def _expected(alpha, excess, eta, c):
@@ -59,11 +58,13 @@ def test_proxy_trains_against_reference_losses_and_logs_weights(tmp_path):
     cfg = tiny_config(steps=6)
     cfg.reweight.mixture = "doremi"
     cfg.reweight.doremi.update(reference=str(tmp_path / "eval.json"), update_every=2)
-    it = synthetic(cfg)
-    policy = make_mixture_policy(cfg, it.domain_names)
-    loop.train(cfg, str(tmp_path / "proxy"), train_iter=it, eval_batches=it.eval_batches(8),
-               weighter=Uniform(), mixture=policy, devices=jax.devices()[:1])
+    exp = experiment.build(cfg)
+    exp.train(str(tmp_path / "proxy"), devices=jax.devices()[:1])
+    policy = exp.methods[0].policy
     logged = [m for m in read_metrics(str(tmp_path / "proxy")) if "mixture/synthetic_0/weight" in m]
     assert [m["step"] for m in logged] == [0, 2, 4, 6]
     assert policy.updates == 3 and policy.final_weights().sum() == pytest.approx(1.0)
     assert policy.final_weights().argmax() == 0  # the domain furthest above its reference
+    with open(tmp_path / "proxy" / "mixture.txt") as f:  # written through the host method
+        np.testing.assert_allclose(parse_weights(f.read(), exp.data.domain_names),
+                                   policy.final_weights(), rtol=1e-5)

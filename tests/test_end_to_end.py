@@ -7,11 +7,9 @@ import os
 import jax
 import pytest
 
-import main as main_lib
+import experiment
 from helpers import tiny_config, untimed
-from lm import loop
 from lm.metrics import read_metrics
-from reweight.instance import Uniform
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -36,9 +34,7 @@ def _cfg(corpus, **train):
 
 
 def _train(cfg, workdir):
-    it, evals = main_lib.make_data(cfg)
-    return loop.train(cfg, workdir, train_iter=it, eval_batches=evals, weighter=Uniform(),
-                      devices=jax.devices()[:1])
+    return experiment.build(cfg).train(workdir, devices=jax.devices()[:1]).eval.scalars()
 
 
 def test_seqio_training_evaluates_per_domain_and_resumes_exactly(corpus, tmp_path):
@@ -58,4 +54,4 @@ def test_a_tokenizer_larger_than_the_model_vocab_is_rejected(corpus):
     cfg = _cfg(corpus)
     cfg.model.vocab_size = 100
     with pytest.raises(ValueError, match="config.model.vocab_size"):
-        main_lib.make_data(cfg)
+        experiment.build_data(cfg)

@@ -10,7 +10,7 @@ from configs import base
 from data import lego
 from lm import train as train_lib
 from lm.decode import greedy_decode
-from reweight.instance import Uniform
+from reweight.interface import Uniform
 
 
 def _words(row):

@@ -11,9 +11,9 @@ import optax
 import pytest
 
 from configs import base
-from helpers import synthetic, tiny_config
+from helpers import synthetic, tiny_config, weighter_of
 from lm import train as train_lib
-from reweight.instance import make_instance_weighter
+from reweight.interface import StepInputs
 from reweight.loss_based import LossBased
 
 
@@ -21,9 +21,11 @@ def _weigh(weighter, losses, valid=None, step=10**6):
     """(weights, metrics) as numpy, through jit like the train step."""
     losses = jnp.asarray(losses, jnp.float32)
     valid = jnp.ones(losses.shape, bool) if valid is None else jnp.asarray(valid)
-    domains = jnp.zeros(losses.shape, jnp.int32)
-    w, state, metrics = jax.jit(weighter)(weighter.init(), losses, domains, valid,
-                                          jnp.asarray(step, jnp.int32))
+    inputs = StepInputs(domain_B=jnp.zeros(losses.shape, jnp.int32), valid_B=valid,
+                        loss_mask_BxL=valid[:, None].astype(jnp.float32),
+                        step=jnp.asarray(step, jnp.int32), rng=jax.random.key(0),
+                        example_loss_B=losses)
+    w, state, metrics = jax.jit(weighter)(weighter.init(), inputs)
     assert state == ()
     return np.asarray(w), jax.device_get(metrics)
 
@@ -175,16 +177,16 @@ def test_nonfinite_rows_get_zero_weight_and_are_counted(strategy):
     (dict(r_schedule="linear", r_start=0.0, r_schedule_steps=5), r"reweight.r_start must be"),
 ])
 def test_rejects_bad_settings(kwargs, match):
-    cfg = base.get_config().reweight
-    cfg.update(instance="loss_based", **kwargs)
+    cfg = base.get_config()
+    cfg.reweight.update(instance="loss_based", **kwargs)
     with pytest.raises(ValueError, match=match):
-        make_instance_weighter(cfg)
+        weighter_of(cfg)
 
 
 @pytest.mark.parametrize("name", ["loss_linupper", "loss_quadratic", "loss_extremes"])
 def test_configs_build_their_weighter(name):
     cfg = importlib.import_module(f"configs.{name}").get_config()
-    weighter = make_instance_weighter(cfg.reweight)
+    weighter = weighter_of(cfg)
     assert isinstance(weighter, LossBased) and weighter.strategy == name.split("_")[1]
     assert 0 < weighter.warmup_steps < cfg.train.steps // 10
 
@@ -205,7 +207,7 @@ def _batches(cfg, n):
 
 
 def _run(cfg, devices, batches, tx=None):
-    rt = train_lib.build_runtime(cfg, make_instance_weighter(cfg.reweight), cfg.data.num_domains,
+    rt = train_lib.build_runtime(cfg, weighter_of(cfg), cfg.data.num_domains,
                                  devices, tx=tx)
     with rt.context():
         state = rt.init_fn(jax.random.key(0))
@@ -275,7 +277,7 @@ def test_gradient_is_that_of_the_weighted_loss_with_weights_held(one_device_run)
     batch = batches[0]
     losses = train_lib.example_losses(before, batch, rt.model)[0]
     valid = jnp.asarray(batch["loss_mask"].sum(-1) > 0)
-    w, _ = _weigh(make_instance_weighter(cfg.reweight), losses, valid, step=0)
+    w, _ = _weigh(weighter_of(cfg), losses, valid, step=0)
     np.testing.assert_allclose(m["weights"], w, rtol=_weight_rtol(np.asarray(losses), w > 0),
                                atol=1e-7)
     expected = jax.jit(jax.grad(

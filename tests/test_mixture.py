@@ -1,28 +1,23 @@
-"""The loop drives a mixture policy: its weights apply from the next batch, it sees per-domain
-losses, and its state and inputs resume exactly."""
+"""A mixture policy run as a host method: its weights apply from the next batch, it sees
+per-domain losses, and its state and inputs resume exactly."""
 
 import jax
 import numpy as np
 import pytest
 
-from helpers import Recording, synthetic, tiny_config, untimed
+from helpers import Recording, host_methods_of, synthetic, tiny_config, untimed
 from lm import loop
 from lm.metrics import read_metrics
-from reweight.instance import Uniform
-from reweight.mixture import Fixed, make_mixture_policy
+from reweight.interface import MixturePolicy, Uniform
+from reweight.mixture import MixtureMethod
 
-class ChaseHighestLoss:
+
+class ChaseHighestLoss(MixturePolicy):
     """Every 2 steps, all weight on the domain whose training loss was highest."""
     update_every = 2
 
     def __init__(self, names):
         self.names, self.calls = names, []
-
-    def initial_weights(self):
-        return None
-
-    def observe_eval(self, step, eval_loss):
-        pass
 
     def update(self, step, train_loss, eval_loss):
         self.calls.append((step, dict(train_loss), dict(eval_loss)))
@@ -41,8 +36,8 @@ def _run(workdir, **train):
     cfg = tiny_config(steps=8, checkpoint_every=4, eval_every=4, **train)
     it = Recording(synthetic(cfg))
     policy = ChaseHighestLoss(it.domain_names)
-    loop.train(cfg, workdir, train_iter=it, eval_batches=it.it.eval_batches(4),
-               weighter=Uniform(), mixture=policy, devices=jax.devices()[:1])
+    loop.train(cfg, workdir, source=it, eval_sets=it.it.eval_batches(4), weighter=Uniform(),
+               methods=[MixtureMethod(policy, it.domain_names)], devices=jax.devices()[:1])
     return it, policy
 
 
@@ -72,7 +67,7 @@ def test_resume_mid_window_is_exact(tmp_path):
 
 def test_default_policy_is_fixed_and_unknown_names_fail():
     cfg = tiny_config()
-    assert isinstance(make_mixture_policy(cfg, ["a"]), Fixed)
+    assert host_methods_of(cfg) == []  # fixed: the data config's weights, no host method
     cfg.reweight.mixture = "nope"
     with pytest.raises(ValueError, match="config.reweight.mixture"):
-        make_mixture_policy(cfg, ["a"])
+        host_methods_of(cfg)

@@ -8,21 +8,18 @@ checkpoint and process-0-only logging are all exercised.
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from helpers import untimed
+from configs import tiny
+from helpers import run_main, start_main, untimed
 from lm import checkpoint as ckpt_lib
 from lm import train as train_lib
-from configs import tiny
-from reweight.instance import make_instance_weighter
+from reweight.interface import Uniform
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ("--config=configs/tiny.py", "--config.train.steps=6", "--config.train.log_every=1",
          "--config.train.checkpoint_every=3", "--config.train.eval_every=3",
          "--config.train.progress_bar=False", "--config.train.peak_flops=1e9",
@@ -33,19 +30,8 @@ LOSS_BASED = ("--config.reweight.instance=loss_based", "--config.reweight.strate
               "--config.reweight.r=0.4")
 
 
-def _run(workdir, processes: int, *extra, check=True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
-    args = [f"--workdir={workdir}", *FLAGS, *extra]
-    if processes == 1:
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-        cmd = [sys.executable, "main.py", *args]
-    else:
-        cmd = [sys.executable, "-m", "lm.launch", f"--num_processes={processes}",
-               f"--devices_per_process={8 // processes}", "--", "main.py", *args]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    return out
+def _run(workdir, processes: int, *extra):
+    return run_main(workdir, *FLAGS, *extra, processes=processes, devices=8)
 
 
 def _assert_same_run(a, b):
@@ -64,9 +50,9 @@ def _params(workdir):
     cfg = tiny.get_config()
     cfg.model.update(vocab_size=256, d_model=64, num_layers=1)
     cfg.data.update(seq_len=32, num_domains=4)
-    rt = train_lib.build_runtime(cfg, make_instance_weighter(cfg.reweight), 4, jax.devices()[:1])
+    rt = train_lib.build_runtime(cfg, Uniform(), 4, jax.devices()[:1])
     with rt.context():
-        return jax.device_get(ckpt_lib.load_params(workdir, rt.abstract))
+        return jax.device_get(ckpt_lib.load_params(workdir, rt.abstract.params)[0])
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +89,11 @@ def test_two_processes_train_as_one_with_uniform_weights(tmp_path):
 
 
 def test_killing_one_process_stops_the_run_with_a_clear_message(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lm.launch", "--num_processes=2", "--devices_per_process=1", "--",
-         "main.py", f"--workdir={tmp_path}", *FLAGS, "--config.train.steps=100000"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_main(tmp_path, *FLAGS, "--config.train.steps=100000", processes=2, devices=2)
     pids = {}
     while len(pids) < 2:
         line = proc.stdout.readline()
-        assert line, proc.stderr.read()[-3000:]
+        assert line, "lm.launch ended before starting both processes"
         if m := re.match(r"lm\.launch: process (\d) of 2 is pid (\d+)", line):
             pids[int(m[1])] = int(m[2])
     metrics = os.path.join(str(tmp_path), "metrics.jsonl")
@@ -120,9 +102,9 @@ def test_killing_one_process_stops_the_run_with_a_clear_message(tmp_path):
         assert time.time() - t0 < 300 and proc.poll() is None, "the run never started training"
         time.sleep(0.2)
     os.kill(pids[1], signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGKILL
-    assert "process 1 of 2 was killed by SIGKILL; stopped the others" in err
+    assert "process 1 of 2 was killed by SIGKILL; stopped the others" in out
     for pid in pids.values():  # none is left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -10,9 +10,10 @@ import types
 import numpy as np
 import pytest
 
-from data import pipeline
-from data.mixing import Mixer
-from data.pipeline import DomainSpec
+from data import domains, pipeline
+from data.domains import DomainSpec
+from data.mixing import Mixer, parse_weights
+from helpers import remove_seqio_tasks
 
 L, B = 32, 8
 LETTERS = {"books": "b", "code": "c"}
@@ -35,8 +36,7 @@ def data_dir(tmp_path_factory):
                         text = f"{letter * (3 + i % 40)} {letter}{s}-{i}"
                         f.write(json.dumps({"text": text, "source": name, "id": i}) + "\n")
     yield str(root)
-    from data import tasks
-    tasks.remove_tasks()
+    remove_seqio_tasks()
 
 
 @pytest.fixture(scope="module")
@@ -118,43 +118,43 @@ def test_eval_batches_padded_and_split(data_dir, vocab):
 def test_specs_from_config(tmp_path):
     cfg = types.SimpleNamespace(domains="books, math", data_dir="/d", text_key="body",
                                 tfds_data_dir="")
-    specs = pipeline.specs_from_config(cfg)
+    specs = domains.specs_from_config(cfg)
     assert [s.name for s in specs] == ["books", "math"]
     assert specs[0] == DomainSpec("books", "jsonl", "/d/corpus/books/{split}-*.jsonl", "body")
     cfg.domains = ["web=/x/{split}-*.jsonl", "notes=/n/*.txt", "raw=text:/r/{split}.dat",
                    "tf=tfds:my_ds:1.0.0", "code"]
     cfg.tfds_data_dir = "/tfds"
-    kinds = [(s.name, s.kind, s.pattern) for s in pipeline.specs_from_config(cfg)]
+    kinds = [(s.name, s.kind, s.pattern) for s in domains.specs_from_config(cfg)]
     assert kinds == [("web", "jsonl", "/x/{split}-*.jsonl"), ("notes", "text", "/n/*.txt"),
                      ("raw", "text", "/r/{split}.dat"), ("tf", "tfds", "my_ds:1.0.0"),
                      ("code", "jsonl", "/d/corpus/code/{split}-*.jsonl")]
-    assert pipeline.specs_from_config(cfg)[3].tfds_data_dir == "/tfds"
+    assert domains.specs_from_config(cfg)[3].tfds_data_dir == "/tfds"
     cfg.domains = "books,novels"
     with pytest.raises(ValueError, match=r"unknown built-in domain.*novels.*'books'"):
-        pipeline.specs_from_config(cfg)
+        domains.specs_from_config(cfg)
     cfg.domains = "books,books"
     with pytest.raises(ValueError, match="duplicate"):
-        pipeline.specs_from_config(cfg)
+        domains.specs_from_config(cfg)
 
 
 def test_parse_weights():
     names = ["a", "b", "c"]
-    np.testing.assert_allclose(pipeline.parse_weights("uniform", names), [1 / 3] * 3)
-    np.testing.assert_allclose(pipeline.parse_weights("1,1,2", names), [.25, .25, .5])
-    np.testing.assert_allclose(pipeline.parse_weights("c:3, a:1", names), [.25, 0, .75])
+    np.testing.assert_allclose(parse_weights("uniform", names), [1 / 3] * 3)
+    np.testing.assert_allclose(parse_weights("1,1,2", names), [.25, .25, .5])
+    np.testing.assert_allclose(parse_weights("c:3, a:1", names), [.25, 0, .75])
     with pytest.raises(ValueError, match=r"unknown domain.*\['d'\]"):
-        pipeline.parse_weights("d:1", names)
+        parse_weights("d:1", names)
     with pytest.raises(ValueError, match="cannot parse"):
-        pipeline.parse_weights("1,x,2", names)
+        parse_weights("1,x,2", names)
     with pytest.raises(ValueError, match=">= 0"):
-        pipeline.parse_weights("1,-1,2", names)
+        parse_weights("1,-1,2", names)
 
 
 def test_heldout_domains(tmp_path):
     os.makedirs(tmp_path / "heldout" / "poetry")
-    assert pipeline.heldout_domains(str(tmp_path)) == [
+    assert domains.heldout_domains(str(tmp_path)) == [
         DomainSpec("poetry", "jsonl", str(tmp_path / "heldout/poetry/{split}-*.jsonl"))]
-    assert pipeline.heldout_domains(str(tmp_path / "none")) == []
+    assert domains.heldout_domains(str(tmp_path / "none")) == []
 
 
 _RESUME_SCRIPT = """

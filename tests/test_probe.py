@@ -8,7 +8,7 @@ import numpy as np
 from helpers import synthetic, tiny_config
 from lm import probe as probe_lib
 from lm import train as train_lib
-from reweight.instance import Uniform
+from reweight.interface import Uniform
 
 
 def _rows(batch, idx):
@@ -25,7 +25,9 @@ def test_probe_matches_a_real_train_step_and_leaves_the_state_alone(one_device):
             state, _ = rt.step_fn(state, rt.global_batch(next(it)))
         candidates = next(it)
         reference = it.eval_batches(8)[it.domain_names[0]][0]
-        probe, before = probe_lib.make_probe(rt.model, rt.tx)
+        replicated = jax.sharding.NamedSharding(rt.mesh, jax.sharding.PartitionSpec())
+        probes = probe_lib.make_probes(rt.model, rt.tx, replicated)
+        probe, before = probes["loss_after_step"], probes["reference_loss"]
         live = jax.device_get((state.params, state.opt_state))
         post = np.asarray(probe(state.params, state.opt_state,
                                 jax.tree.map(jnp.asarray, _rows(candidates, slice(0, 4))),
@@ -41,7 +43,7 @@ def test_probe_matches_a_real_train_step_and_leaves_the_state_alone(one_device):
             stepped, _ = rt.step_fn(jax.tree.map(jnp.copy, state), rt.global_batch(copies))
             after = float(probe_lib.reference_loss(stepped.params, reference, rt.model))
             np.testing.assert_allclose(post[i], after, rtol=2e-5)
-
-
-def test_probe_flops_count_the_step_and_the_reference_forward():
-    assert probe_lib.probe_flops(6.0, row_len=10, reference_tokens=30) == 6.0 * (10 + 10)
+        losses = np.asarray(probes["example_loss"](state.params, jax.tree.map(jnp.asarray,
+                                                                            candidates)))
+        np.testing.assert_allclose(losses, train_lib.example_losses(
+            state.params, candidates, rt.model)[0], rtol=1e-5)

@@ -9,12 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+import experiment
 from configs import base
 from data import lego
-from lm import loop
+from helpers import host_methods_of
 from lm.metrics import read_metrics
-from reweight.instance import Uniform
-from reweight.mixture import make_mixture_policy
 from reweight.skill_it import SkillIt, parse_graph
 
 NAMES = ["a", "b", "c"]
@@ -70,13 +69,14 @@ def test_target_mask_and_normalisation():
 
 def test_state_round_trips_and_config_builds_it():
     cfg = base.get_config()
+    cfg.data.domains = ",".join(f"{n}=/{n}/*.jsonl" for n in NAMES)
     cfg.reweight.mixture = "skill_it"
     cfg.reweight.skill_it.update(graph="1,0.5,0;0,1,0;0,0.5,1", eta=0.3, window=2,
                                  update_every=7)
-    p = make_mixture_policy(cfg, NAMES)
+    p = host_methods_of(cfg)[0].policy
     np.testing.assert_allclose(p.graph, GRAPH)
     p.observe_eval(1, {"a": 1.0, "b": 2.0, "c": 3.0})
-    q = make_mixture_policy(cfg, NAMES)
+    q = host_methods_of(cfg)[0].policy
     q.set_state(json.loads(json.dumps(p.get_state())))
     np.testing.assert_allclose(q.update(7, {}, {}), p.update(7, {}, {}))
     np.testing.assert_allclose(parse_graph("", NAMES), np.eye(3))
@@ -103,11 +103,7 @@ def _lego_config(**train):
 
 
 def _train(cfg, workdir):
-    from main import make_data
-    it, evals = make_data(cfg)
-    policy = make_mixture_policy(cfg, it.domain_names)
-    loop.train(cfg, workdir, train_iter=it, eval_batches=evals, weighter=Uniform(),
-               mixture=policy, devices=jax.devices()[:1])
+    experiment.build(cfg).train(workdir, devices=jax.devices()[:1])
 
 
 def test_lego_skill_it_run_resumes_identically(tmp_path):
@@ -149,7 +145,7 @@ def test_graph_estimator_recovers_a_planted_prerequisite(tmp_path):
     import skill_graph
     from helpers import tiny_config
     from data.mixing import Mixer
-    from data.pipeline import parse_weights
+    from data.mixing import parse_weights
 
     table_rng = np.random.default_rng(0)
     f = dict(zip(range(3, 33), table_rng.permutation(np.arange(3, 33))))
@@ -163,13 +159,13 @@ def test_graph_estimator_recovers_a_planted_prerequisite(tmp_path):
     def make_data(cfg):
         it = Mixer.from_rows(train, global_batch=cfg.train.batch_size, seed=cfg.seed,
                              weights=parse_weights(cfg.data.weights, list(train)))
-        return it, {n: [{**{k: np.stack([r[k] for r in rows]) for k in rows[0]},
-                         "domain_id": np.full(8, d, np.int32)}]
-                    for d, (n, rows) in enumerate(evals.items())}
+        return experiment.Data(it, {n: [{**{k: np.stack([r[k] for r in rows]) for k in rows[0]},
+                                         "domain_id": np.full(8, d, np.int32)}]
+                                    for d, (n, rows) in enumerate(evals.items())}, tuple(train))
 
     cfg = tiny_config(lr=1e-2, warmup_steps=5, checkpoint_every=1000, log_every=100)
     cfg.skill_graph.update(start_steps=5, steps=30)
-    out = skill_graph.estimate(cfg, str(tmp_path), make_data=make_data, weighter=Uniform(),
+    out = skill_graph.estimate(cfg, str(tmp_path), make_data=make_data,
                                devices=jax.devices()[:1])
     graph = np.array(out["graph"])
     assert out["skills"] == ["fg", "f"] and graph.shape == (2, 2)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-import main
+import experiment
 import sweep
 from helpers import tiny_config
 from reweight import regmix
@@ -36,7 +36,7 @@ def local_sweep(tmp_path_factory):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("disk on fire")
-        return main.make_data(cfg)
+        return experiment.build_data(cfg)
 
     first = sweep.run(_cfg(), workdir, flaky)
     return workdir, first
@@ -49,17 +49,17 @@ def test_sweep_runs_records_failures_and_resumes(local_sweep):
     assert [r["status"] for r in rows] == ["failed", "ok", "ok", "ok"]
     assert "disk on fire" in rows[0]["error"]
     assert first["trials_ok"] == 3 and first["trials_failed"] == 1
-    second = sweep.run(_cfg(), workdir, main.make_data)  # retries only the failed trial
+    second = sweep.run(_cfg(), workdir)  # retries only the failed trial
     assert second["trials_run"] == 1 and second["trials_ok"] == 4
     stamps = {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
               for p in os.listdir(os.path.join(workdir, "trials"))}
-    third = sweep.run(_cfg(), workdir, main.make_data)
+    third = sweep.run(_cfg(), workdir)
     assert third["trials_run"] == 0  # nothing reruns
     assert stamps == {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
                       for p in stamps}
     before = _rows(workdir)[1]
     os.remove(os.path.join(workdir, "trials", "0001", "result.json"))  # trained, row lost
-    assert sweep.run(_cfg(), workdir, main.make_data)["trials_run"] == 1
+    assert sweep.run(_cfg(), workdir)["trials_run"] == 1
     after = _rows(workdir)[1]  # evaluated from its final checkpoint, not retrained
     assert after["target"] == pytest.approx(before["target"], rel=1e-6)
     chosen = np.array(list(third["chosen"].values()))
@@ -103,7 +103,7 @@ def test_ray_backend_gives_the_local_rows(local_sweep, tmp_path):
 ])
 def test_bad_sweep_configs_fail_clearly(tmp_path, field, value, match):
     with pytest.raises(ValueError, match=match):
-        sweep.run(_cfg(**{field: value}), str(tmp_path), main.make_data)
+        sweep.run(_cfg(**{field: value}), str(tmp_path))
     assert not os.path.exists(tmp_path / "trials")
 
 
@@ -143,8 +143,8 @@ def test_gradient_boosted_regression_ranks_mixtures():
 @pytest.mark.slow
 def test_vmapped_group_matches_separate_trials(local_sweep, tmp_path):
     workdir, _ = local_sweep
-    rows = sweep.run_group(_cfg(vmap_trials=2), [0, 1], str(tmp_path),
-                           sweep.RewoundData(main.make_data))
-    for a, b in zip(_rows(workdir)[:2], rows):
+    rows = sweep.run_group(_cfg(vmap_trials=2), [1, 2], str(tmp_path),  # ok in any test order
+                           sweep.RewoundData())
+    for a, b in zip(_rows(workdir)[1:3], rows):
         assert b["status"] == "ok" and a["weights"] == b["weights"]
         assert a["eval"] == pytest.approx(b["eval"], rel=1e-4)

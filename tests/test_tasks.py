@@ -10,7 +10,8 @@ import pytest
 import seqio
 
 from data import tasks
-from data.pipeline import DomainSpec
+from data.domains import DomainSpec
+from helpers import remove_seqio_tasks
 
 L = 32
 VOCAB = seqio.ByteVocabulary()
@@ -34,7 +35,7 @@ def corpus(tmp_path_factory):
         (root / f"{split}.txt").write_text("".join("y" * (3 + i) + "\n" for i in range(30)))
     (root / "long-validation.jsonl").write_text(json.dumps({"text": "z" * (3 * L + 5)}) + "\n")
     yield root
-    tasks.remove_tasks()
+    remove_seqio_tasks()
 
 
 def jsonl_spec(root, name="xs"):
@@ -83,7 +84,7 @@ def test_registration_is_idempotent_and_removable(corpus):
     spec = jsonl_spec(corpus, "idem")
     assert tasks.register_task(spec, VOCAB) is tasks.register_task(spec, VOCAB)
     assert tasks.task_name(spec, VOCAB) != tasks.task_name(jsonl_spec(corpus, "other"), VOCAB)
-    assert tasks.task_name(spec, VOCAB) in tasks.remove_tasks()
+    assert tasks.task_name(spec, VOCAB) in remove_seqio_tasks()
     assert tasks.task_name(spec, VOCAB) not in seqio.TaskRegistry.names()
 
 

@@ -1,5 +1,5 @@
-"""The train step: loss falls, per-example weights act as specified, accumulation and sharding
-change nothing but speed."""
+"""The train step: loss falls, per-example and per-token weights act as specified, the weighter
+sees the step's inputs, accumulation and sharding change nothing but speed."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ import pytest
 
 from helpers import synthetic, tiny_config
 from lm import train as train_lib
-from reweight.instance import Uniform
+from reweight.interface import Uniform
 
 
 class Fixed:
@@ -22,7 +22,7 @@ class Fixed:
     def init(self):
         return ()
 
-    def __call__(self, state, losses_B, domain_B, valid_B, step):
+    def __call__(self, state, inputs):
         return self.w, state, {}
 
 
@@ -33,8 +33,38 @@ class SoftmaxOfLoss:
     def init(self):
         return jnp.zeros((), jnp.int32)
 
-    def __call__(self, state, losses_B, domain_B, valid_B, step):
-        return jax.nn.softmax(losses_B / 0.5), state + 1, {"max_w": jax.nn.softmax(losses_B / 0.5).max()}
+    def __call__(self, state, inputs):
+        w = jax.nn.softmax(inputs.example_loss_B / 0.5)
+        return w, state + 1, {"max_w": w.max()}
+
+
+class TokenMean:
+    """Per-token weights: every loss token alike, so the objective is the batch's token mean."""
+    needs_losses = True
+
+    def init(self):
+        return ()
+
+    def __call__(self, state, inputs):
+        mask = inputs.loss_mask_BxL
+        return mask / mask.sum(), state, {}
+
+
+class RandomTokens:
+    """Per-token weights on a random half of the tokens, drawn from the step's RNG; the state
+    records every step's draw, so a test can read what the weighter saw."""
+    needs_losses = False
+
+    def init(self):
+        return {"seen_steps": jnp.zeros(4, jnp.int32), "draws": jnp.zeros(4)}
+
+    def __call__(self, state, inputs):
+        keep = jax.random.bernoulli(inputs.rng, 0.5, inputs.loss_mask_BxL.shape)
+        w = keep * inputs.loss_mask_BxL
+        i = inputs.step % 4
+        state = {"seen_steps": state["seen_steps"].at[i].set(inputs.step),
+                 "draws": state["draws"].at[i].set(jax.random.uniform(inputs.rng))}
+        return w / w.sum(), state, {}
 
 
 def _runtime(cfg, weighter, devices, tx=None):
@@ -93,6 +123,33 @@ def test_one_hot_weights_give_that_example_gradient_alone(one_device):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, expected)
 
 
+def test_uniform_token_weights_give_the_token_mean_gradient(one_device):
+    cfg = tiny_config()
+    batch = _batches(cfg, 1)[0]
+    batch["loss_mask"][2, 5:] = 0  # rows of unequal token counts: token mean != row mean
+    grads, params, rt = _sgd_grads(cfg, TokenMean(), one_device, batch)
+
+    def token_mean(p):
+        _, loss_sum, tokens = train_lib.example_losses(p, batch, rt.model)
+        return loss_sum.sum() / tokens.sum()
+
+    expected = jax.jit(jax.grad(token_mean))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, expected)
+
+
+def test_the_weighter_rng_is_folded_with_the_step_and_its_state_carries(one_device):
+    cfg = tiny_config()
+    batches = _batches(cfg, 3)
+    state, metrics = _run(_runtime(cfg, RandomTokens(), one_device), batches)
+    assert state.weighter_state["seen_steps"].tolist() == [0, 1, 2, 0]
+    draws = state.weighter_state["draws"][:3]
+    assert len(set(draws.tolist())) == 3  # a fresh key each step
+    again, _ = _run(_runtime(cfg, RandomTokens(), one_device), batches)  # same seed, same draws
+    np.testing.assert_array_equal(again.weighter_state["draws"], state.weighter_state["draws"])
+    for m in metrics:  # row weights are the per-token weights summed over the row
+        np.testing.assert_allclose(m["weights"].sum(), 1.0, rtol=1e-5)
+
+
 def test_gradient_treats_weights_as_constants(one_device):
     """With loss-dependent weights the gradient is that of sum(w * l) with w held fixed."""
     cfg = tiny_config()
@@ -105,7 +162,8 @@ def test_gradient_treats_weights_as_constants(one_device):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, expected)
 
 
-@pytest.mark.parametrize("weighter", [Uniform(), SoftmaxOfLoss()], ids=["uniform", "loss-based"])
+@pytest.mark.parametrize("weighter", [Uniform(), SoftmaxOfLoss(), TokenMean()],
+                         ids=["uniform", "loss-based", "per-token"])
 def test_accumulation_equals_one_big_batch(one_device, weighter):
     batches = _batches(tiny_config(), 3)
     big_state, big_m = _run(_runtime(tiny_config(), weighter, one_device), batches)

@@ -38,7 +38,7 @@ def test_bad_config_names_the_field(mutate, field):
 def test_indivisible_sharding_names_the_parameter():
     import jax
     from lm import train as train_lib
-    from reweight.instance import Uniform
+    from reweight.interface import Uniform
     cfg = tiny_config()
     cfg.model.num_heads = 2
     cfg.mesh.shape = (2, 1, 4)
@@ -47,8 +47,8 @@ def test_indivisible_sharding_names_the_parameter():
 
 
 def test_unknown_instance_weighter_is_rejected():
-    from reweight.instance import make_instance_weighter
+    from helpers import weighter_of
     cfg = tiny_config()
     cfg.reweight.instance = "nope"
     with pytest.raises(ValueError, match="config.reweight.instance"):
-        make_instance_weighter(cfg.reweight)
+        weighter_of(cfg)

@@ -1,0 +1,249 @@
+"""The experiment builder: a config becomes its data, its methods and a run of `lm.loop`.
+
+Every entry point builds through here (training, evaluation, sweeps, the skill-graph estimate,
+comparisons), so `config.data.source` is dispatched in one place (`SOURCES`) and methods are
+built one way (`reweight.registry`, with the `Env` below telling them about the data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from data.mixing import parse_weights
+from lm import loop
+from reweight import registry
+from reweight.interface import BatchSource, HostMethod, Uniform, Weighter
+
+
+@dataclasses.dataclass
+class Data:
+    """What one process reads: its rows of the training mix and of every eval domain."""
+    source: BatchSource | None  # None when built for evaluation only
+    eval_sets: dict[str, list[dict]]  # eval domain -> this process's rows of its batches
+    domain_names: tuple[str, ...]  # training domains, in domain-id order
+
+
+MakeData = Callable[[ml_collections.ConfigDict], Data]  # e.g. build_data, or a test's own
+
+
+class Seqio:
+    """Tokenized text files (or TFDS datasets) per domain, read through seqio Tasks."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        from data import domains
+        self.cfg = cfg
+        self.specs = domains.specs_from_config(cfg.data)
+        self.eval_specs = self.specs + (domains.heldout_domains(cfg.data.data_dir)
+                                        if cfg.data.heldout else [])
+        self._vocab = None
+
+    def names(self) -> tuple[list, list]:
+        return [s.name for s in self.specs], [s.name for s in self.eval_specs]
+
+    def vocab_path(self) -> str | None:
+        """The SentencePiece model the config names (None: byte tokens)."""
+        from data import tokenizer
+        d = self.cfg.data
+        if d.vocab == "builtin":
+            return str(tokenizer.model_path(d.data_dir, self.cfg.model.vocab_size))
+        return None if d.vocab == "byte" else d.vocab
+
+    def vocab(self):
+        if self._vocab is None:
+            from data import tokenizer
+            vocab = tokenizer.load_vocabulary(self.vocab_path())
+            if vocab.vocab_size > self.cfg.model.vocab_size:
+                raise ValueError(f"config.model.vocab_size={self.cfg.model.vocab_size} is "
+                                 f"smaller than the tokenizer's {vocab.vocab_size} ids: raise it")
+            self._vocab = vocab
+        return self._vocab
+
+    def token_counts(self) -> np.ndarray:
+        from data import pipeline
+        return pipeline.natural_token_counts(self.specs, self.vocab_path())
+
+    def _common(self, global_batch: int, index: int, count: int) -> dict:
+        return dict(vocab=self.vocab(), seq_len=self.cfg.data.seq_len, global_batch=global_batch,
+                    process_index=index, process_count=count, data_dir=self.cfg.data.data_dir)
+
+    def build(self, train: bool) -> Data:
+        from data import pipeline
+        c = self.cfg
+        common = self._common(c.train.batch_size, jax.process_index(), jax.process_count())
+        source = pipeline.make_train_iter(
+            self.specs, weights=c.data.weights, seed=c.seed,
+            shuffle_buffer_size=c.data.shuffle_buffer_size, **common) if train else None
+        evals = pipeline.make_eval_batches(self.eval_specs, max_rows_per_domain=c.data.eval_rows,
+                                           **common)
+        return Data(source, evals, tuple(self.names()[0]))
+
+    def validation_rows(self, domain: str, rows: int) -> dict:
+        from data import pipeline
+        (spec,) = [s for s in self.eval_specs if s.name == domain] or [None]
+        if spec is None:
+            raise ValueError(f"no eval domain {domain!r}; the eval domains are "
+                             f"{self.names()[1]}")
+        return pipeline.make_eval_batches([spec], max_rows_per_domain=rows,
+                                          **self._common(rows, 0, 1))[domain][0]
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        from data import cloze
+        return cloze.stack(cloze.cloze_rows(self.cfg.data.data_dir, domain, self.vocab().encode,
+                                            length, rows, text_key=self.cfg.data.text_key))
+
+
+class Synthetic:
+    """Markov-chain domains the repo generates (data/synthetic.py): tests and quick checks."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        self.cfg = cfg
+
+    def _mixture(self, global_batch: int, index: int = 0, count: int = 1):
+        from data.synthetic import SyntheticMixture
+        c = self.cfg
+        return SyntheticMixture(num_domains=c.data.num_domains, vocab_size=c.model.vocab_size,
+                                seq_len=c.data.seq_len, global_batch=global_batch,
+                                weights=c.data.weights, seed=c.seed, process_index=index,
+                                process_count=count)
+
+    def names(self) -> tuple[list, list]:
+        names = [f"synthetic_{d}" for d in range(self.cfg.data.num_domains)]
+        return names, names
+
+    def token_counts(self) -> None:
+        return None
+
+    def build(self, train: bool) -> Data:
+        it = self._mixture(self.cfg.train.batch_size, jax.process_index(), jax.process_count())
+        return Data(it if train else None, it.eval_batches(self.cfg.data.eval_rows),
+                    tuple(it.domain_names))
+
+    def validation_rows(self, domain: str, rows: int) -> dict:
+        return self._mixture(rows).eval_batches(rows)[domain][0]
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
+                         "use kind 'validation' on synthetic domains")
+
+
+class Lego:
+    """LEGO chains of k variables (data/lego.py): skills are the depths 1..k."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        from data import lego
+        if cfg.model.vocab_size < lego.VOCAB_SIZE:
+            raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
+                             f"LEGO's {lego.VOCAB_SIZE} words: raise it")
+        self.cfg, self.lego = cfg, lego
+        self.gen = lego.Lego(cfg.data.lego_k, cfg.data.lego_supervision, cfg.data.seq_len,
+                             cfg.seed, eval_examples=cfg.data.eval_rows)
+
+    def names(self) -> tuple[list, list]:
+        return list(self.gen.domain_names), list(self.gen.domain_names)
+
+    def token_counts(self) -> None:
+        return None
+
+    def build(self, train: bool) -> Data:
+        common = dict(global_batch=self.cfg.train.batch_size, process_index=jax.process_index(),
+                      process_count=jax.process_count())
+        source = self.lego.make_train_iter(self.gen, weights=self.cfg.data.weights,
+                                           seed=self.cfg.seed, **common) if train else None
+        return Data(source, self.lego.make_eval_batches(self.gen, **common),
+                    tuple(self.gen.domain_names))
+
+    def validation_rows(self, domain: str, rows: int) -> dict:
+        return self.lego.make_eval_batches(self.gen, global_batch=rows,
+                                           max_rows_per_skill=rows)[domain][0]
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
+                         "use kind 'validation' on LEGO skills")
+
+
+SOURCES = {"seqio": Seqio, "synthetic": Synthetic, "lego": Lego}
+
+
+def source_of(cfg: ml_collections.ConfigDict):
+    """The data source `config.data.source` names, for this config."""
+    if cfg.data.source not in SOURCES:
+        raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use "
+                         f"{', '.join(SOURCES)}")
+    return SOURCES[cfg.data.source](cfg)
+
+
+def domain_names(cfg: ml_collections.ConfigDict) -> tuple[list, list]:
+    """(training domains, eval domains) without building any pipeline."""
+    return source_of(cfg).names()
+
+
+def build_data(cfg: ml_collections.ConfigDict, *, train: bool = True) -> Data:
+    """This process's data; `train=False` builds the eval sets alone (no training files read)."""
+    return source_of(cfg).build(train)
+
+
+class Env:
+    """The `reweight.interface.MethodEnv` of a config: what method factories know of the data."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, source: Any = None,
+                 domain_names: tuple | None = None):
+        self.cfg = cfg
+        self.source = source or source_of(cfg)
+        self.domain_names = tuple(domain_names or self.source.names()[0])
+
+    def weights(self, spec: str) -> np.ndarray:
+        if isinstance(spec, str) and spec.strip() == "natural":
+            counts = self.token_counts()
+            if counts is None:  # generated domains are endless and alike
+                return np.full(len(self.domain_names), 1.0 / len(self.domain_names))
+            return counts / counts.sum()
+        return parse_weights(spec, self.domain_names)
+
+    def token_counts(self) -> np.ndarray | None:
+        return self.source.token_counts()
+
+    def reference_rows(self, kind: str, domain: str, rows: int, length: int) -> dict:
+        if kind == "cloze":
+            return self.source.cloze_rows(domain, rows, length)
+        if kind == "validation":
+            return self.source.validation_rows(domain, rows)
+        raise ValueError(f"reference set kind {kind!r} is unknown; use cloze or validation")
+
+
+@dataclasses.dataclass
+class Experiment:
+    """A config built: its data, weighter and host methods, ready to train or evaluate."""
+    cfg: ml_collections.ConfigDict
+    data: Data
+    weighter: Weighter
+    methods: list[HostMethod]
+
+    def train(self, workdir: str, devices=None) -> loop.TrainResult:
+        if self.data.source is None:
+            raise ValueError("this experiment was built for evaluation (train=False): build it "
+                             "with train=True to train")
+        return loop.train(self.cfg, workdir, source=self.data.source,
+                          eval_sets=self.data.eval_sets, weighter=self.weighter,
+                          methods=self.methods, devices=devices)
+
+    def evaluate(self, checkpoint: str, devices=None):
+        """The eval sets' losses under the params of `checkpoint` (a workdir)."""
+        return loop.evaluate(self.cfg, checkpoint, eval_sets=self.data.eval_sets,
+                             devices=devices)
+
+
+def build(cfg: ml_collections.ConfigDict, *, train: bool = True,
+          data: Data | None = None) -> Experiment:
+    """The methods first (their config errors come before any data is read), then the data
+    unless given (its domains are then the methods' too); `train=False` builds no training
+    pipeline and no method (evaluation runs none)."""
+    source = source_of(cfg)
+    env = Env(cfg, source, data.domain_names if data else None)
+    weighter = registry.make_weighter(cfg, env) if train else Uniform()
+    methods = registry.make_host_methods(cfg, env) if train else []
+    return Experiment(cfg, data or source.build(train), weighter, methods)
