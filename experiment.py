@@ -7,7 +7,10 @@ built one way (`reweight.registry`, with the `Env` below telling them about the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
 from typing import Any, Callable
 
 import jax
@@ -15,7 +18,8 @@ import ml_collections
 import numpy as np
 
 from data.mixing import parse_weights
-from lm import loop
+from lm import checkpoint, loop, sharding, validation
+from lm import workdir as workdir_lib
 from reweight import registry
 from reweight.interface import BatchSource, HostMethod, Uniform, Weighter
 
@@ -247,3 +251,55 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True,
     weighter = registry.make_weighter(cfg, env) if train else Uniform()
     methods = registry.make_host_methods(cfg, env) if train else []
     return Experiment(cfg, data or source.build(train), weighter, methods)
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
+        allow_config_change: bool = False, devices=None) -> dict:
+    """The ordinary entry point: trains or evaluates one config in `workdir`, every check
+    before any work. Returns the last evaluation's scalars ({} if none ran), with "preempted"
+    if stopped early; eval.json gets them (a finished run's file is kept)."""
+    sharding.maybe_initialize_distributed(cfg.mesh)
+    validation.validate_config(cfg, jax.device_count(), jax.process_count())
+    if mode == "train":
+        workdir_lib.check_resume(cfg, workdir, has_checkpoint=checkpoint.has_checkpoint(workdir),
+                                 allow_config_change=allow_config_change)
+    if cfg.init_from:
+        workdir_lib.check_model_matches(cfg, cfg.init_from)
+    if mode == "eval" and not cfg.init_from:
+        workdir_lib.check_model_matches(cfg, workdir)
+    exp = build(cfg, train=mode == "train")
+    if mode == "train":
+        if jax.process_index() == 0:
+            workdir_lib.record(cfg, workdir)
+        result = exp.train(workdir, devices)
+        evaluation, preempted = result.eval, result.preempted
+    else:
+        evaluation, preempted = exp.evaluate(cfg.init_from or workdir, devices), False
+    scalars = evaluation.scalars() if evaluation is not None else {}
+    if jax.process_index() == 0 and evaluation is not None:  # a finished run keeps its file
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            json.dump(scalars, f, indent=2)
+    return scalars | ({"preempted": result.step} if preempted else {})
+
+
+@contextlib.contextmanager
+def compile_cache(workdir: str):
+    """JAX's persistent compilation cache in DIR/jax_cache while many runs train (a sweep's
+    trials, a comparison's arms): every run compiles the same programs, and reading them back
+    cut a tiny trial from ~20 s to ~2.5 s here. The previous settings come back afterwards."""
+    from jax.experimental.compilation_cache import compilation_cache
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+            "jax_persistent_cache_min_entry_size_bytes")
+    before = {k: getattr(jax.config, k) for k in keys}
+    if before["jax_compilation_cache_dir"]:  # the user chose one
+        yield
+        return
+    for k, v in zip(keys, (os.path.join(os.path.abspath(workdir), "jax_cache"), 0, 0)):
+        jax.config.update(k, v)
+    compilation_cache.reset_cache()  # JAX decides whether to use the cache once, until reset
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            jax.config.update(k, v)
+        compilation_cache.reset_cache()

@@ -14,7 +14,6 @@ jax.vmap, lm/multi.py); `ray` sends each trial to a Ray cluster as a task. `swee
 trial i alone (array jobs) and fits nothing.
 """
 
-import contextlib
 import csv
 import glob
 import json
@@ -93,30 +92,6 @@ def trial_dir(workdir: str, index: int) -> str:
     return os.path.join(workdir, "trials", f"{index:04d}")
 
 
-@contextlib.contextmanager
-def compile_cache(workdir: str):
-    """JAX's persistent compilation cache in DIR/jax_cache while trials run: every trial
-    compiles the same programs, and reading them back cut a tiny trial from ~20 s to ~2.5 s
-    here. The previous settings come back afterwards."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes")
-    before = {k: getattr(jax.config, k) for k in keys}
-    if before["jax_compilation_cache_dir"]:  # the user chose one
-        yield
-        return
-    for k, v in zip(keys, (os.path.join(os.path.abspath(workdir), "jax_cache"), 0, 0)):
-        jax.config.update(k, v)
-    compilation_cache.reset_cache()  # JAX decides whether to use the cache once, until reset
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            jax.config.update(k, v)
-        compilation_cache.reset_cache()
-
-
 class RewoundData:
     """The data of trials that differ only in `data.weights`: builds each slot's sources once
     per process, then for every trial rewinds them to their freshly built state and sets the
@@ -148,7 +123,7 @@ def run_trial(cfg: ml_collections.ConfigDict, index: int, workdir: str,
               make_data: experiment.MakeData = experiment.build_data) -> dict:
     """Trains trial `index` (resuming its checkpoint) on one device; returns its row and
     writes it to the trial's result.json. A failure becomes a row with status "failed"."""
-    with compile_cache(workdir):
+    with experiment.compile_cache(workdir):
         return _run_trial(cfg, index, workdir, make_data)
 
 
@@ -227,7 +202,7 @@ def run_group(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
     rows = [{"trial": i, "weights": dict(zip(names, mixtures[i].tolist()))} for i in indices]
     t0 = time.perf_counter()
     try:
-        with compile_cache(workdir):
+        with experiment.compile_cache(workdir):
             configs = [trial_config(cfg, names, mixtures[i]) for i in indices]
             exps = [experiment.build(c, data=make_data(c, slot))
                     for slot, c in enumerate(configs)]

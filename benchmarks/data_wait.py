@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-import main as main_lib  # noqa: E402
+import experiment  # noqa: E402
 from configs import tiny  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
 
@@ -35,7 +35,7 @@ def measure(depth: int, steps: int) -> dict:
     cfg.data.heldout = False
     cfg.data.eval_rows = 16
     with tempfile.TemporaryDirectory() as workdir:
-        main_lib.run(cfg, workdir)
+        experiment.run(cfg, workdir)
         logs = [m for m in read_metrics(workdir) if "data_wait_fraction" in m][1:]
     return {"prefetch": depth, "data_wait_fraction": float(np.mean(
         [m["data_wait_fraction"] for m in logs])), "max_window": float(max(

@@ -33,22 +33,35 @@ class TrainResult:
 
 
 def _eval(rt: train_lib.Runtime, params, eval_sets: dict, step: int) -> EvalResult:
-    """Token-weighted validation loss and exact-match rate per eval domain."""
+    """Token-weighted validation loss, its standard error over rows, and the exact-match rate
+    per eval domain."""
     names = list(eval_sets)
-    totals = None
-    for d, batches in enumerate(eval_sets.values()):
+    totals, rows = None, {n: ([], []) for n in names}
+    for d, (name, batches) in enumerate(eval_sets.items()):
         for local in batches:
             local = {**local, "domain_id": np.full_like(local["domain_id"], d)}
-            out = rt.eval_fn(params, rt.global_batch(local))
+            out = jax.device_get(rt.eval_fn(params, rt.global_batch(local)))
+            rows[name][0].append(out.pop("row_loss_sum"))
+            rows[name][1].append(out.pop("row_tokens"))
             totals = out if totals is None else jax.tree.map(np.add, totals, out)
-    totals = jax.device_get(totals)
     per_domain = totals["domain_loss_sum"] / np.maximum(totals["domain_tokens"], 1)
     accuracy = totals["domain_exact"] / np.maximum(totals["domain_rows"], 1)
     seen = totals["domain_tokens"] > 0
     return EvalResult(
         step=step, loss={n: float(l) for n, l, s in zip(names, per_domain, seen) if s},
         accuracy={n: float(a) for n, a, s in zip(names, accuracy, seen) if s},
-        overall_loss=float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1)))
+        overall_loss=float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1)),
+        loss_se={n: _ratio_se(*map(np.concatenate, rows[n])) for n, s in zip(names, seen) if s})
+
+
+def _ratio_se(loss_sum_R: np.ndarray, tokens_R: np.ndarray) -> float:
+    """Standard error over rows of the token-weighted mean loss sum(s) / sum(n) (the ratio
+    estimator's linearisation; rows without loss tokens drop out)."""
+    s, n = loss_sum_R[tokens_R > 0].astype(np.float64), tokens_R[tokens_R > 0].astype(np.float64)
+    if len(s) < 2:
+        return float("nan")
+    mean = s.sum() / n.sum()
+    return float(np.sqrt(len(s) / (len(s) - 1) * ((s - mean * n) ** 2).sum()) / n.sum())
 
 
 def evaluate(cfg: ml_collections.ConfigDict, checkpoint: str, *, eval_sets: dict,
@@ -192,7 +205,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                                                          m["domain_rows"][i])
             scalars |= {"lr": float(schedule(step - 1)), "tokens_per_s": tok_s,
                         "mfu": tok_s * flops_tok / (peak * rt.mesh.size),
-                        "data_wait_fraction": batches.wait_seconds / max(elapsed, 1e-9)}
+                        "data_wait_fraction": batches.wait_seconds / max(elapsed, 1e-9),
+                        "elapsed_s": writer.elapsed()}
             writer.write(step, scalars, {"losses": m["losses"], "weights": m["weights"]})
             writer.progress(step, {"loss": scalars["token_loss"], "tok/s": tok_s})
             window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0

@@ -1,11 +1,13 @@
 """Where a run's numbers go: metrics.jsonl, TensorBoard events and a progress bar.
 
 Only process 0 writes. On resume, lines past the restored step are dropped first, so the
-file reads as one unbroken run.
+file reads as one unbroken run; its `elapsed_s` goes on from the last kept line, so it counts
+the wall time of every invocation up to each step (not the time lost to a crash).
 """
 
 import json
 import os
+import time
 
 import numpy as np
 import tqdm
@@ -18,11 +20,13 @@ class MetricsWriter:
                  progress_bar: bool = True):
         self.enabled = enabled
         self._bar = None
+        self._t0, self._elapsed_before = time.perf_counter(), 0.0
         if not enabled:
             return
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
-        _truncate_after(self.path, start_step)
+        kept = _truncate_after(self.path, start_step)
+        self._elapsed_before = max((r["elapsed_s"] for r in kept if "elapsed_s" in r), default=0.0)
         self._jsonl = open(self.path, "a")
         self._tb = SummaryWriter(os.path.join(workdir, "tb"))
         if progress_bar:
@@ -39,6 +43,10 @@ class MetricsWriter:
         for k, v in (histograms or {}).items():
             if np.isfinite(v).all():  # a skipped non-finite step has no histogram
                 self._tb.add_histogram(k, np.asarray(v), step)
+
+    def elapsed(self) -> float:
+        """Wall seconds of the run so far, earlier invocations included."""
+        return self._elapsed_before + time.perf_counter() - self._t0
 
     def progress(self, step: int, postfix: dict) -> None:
         if self._bar is not None:
@@ -58,10 +66,11 @@ class MetricsWriter:
             self._tb.close()
 
 
-def _truncate_after(path: str, step: int) -> None:
+def _truncate_after(path: str, step: int) -> list[dict]:
+    """Drops the lines past `step`; returns the records kept."""
     if not os.path.exists(path):
-        return
-    keep = []
+        return []
+    keep, records = [], []
     with open(path) as f:
         for line in f:
             try:
@@ -70,8 +79,10 @@ def _truncate_after(path: str, step: int) -> None:
                 continue
             if record["step"] <= step:
                 keep.append(line if line.endswith("\n") else line + "\n")
+                records.append(record)
     with open(path, "w") as f:
         f.writelines(keep)
+    return records
 
 
 def read_metrics(workdir: str) -> list[dict]:

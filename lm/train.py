@@ -204,18 +204,20 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 
 def eval_step(params, batch: Batch, *, model: nn.Module, num_domains: int) -> dict:
     """Per-domain sums over one batch (add them up over batches): token loss, loss tokens, rows
-    with any loss token, and exact-match rows. A row is an exact match when the argmax at every
-    loss token is its target, which is when greedy decoding reproduces the target continuation
-    (for cloze or question-answer rows whose loss mask covers only the answer)."""
+    with any loss token, and exact-match rows; and each row's loss sum and tokens (for the
+    eval's standard error). A row is an exact match when the argmax at every loss token is its
+    target, which is when greedy decoding reproduces the target continuation (for cloze or
+    question-answer rows whose loss mask covers only the answer)."""
     logits_BxLxV, token_loss_BxL, mask_BxL = _token_losses(params, batch, model)
     wrong_BxL = (logits_BxLxV.argmax(-1) != batch["targets"]) & (mask_BxL > 0)
     rows_B = (mask_BxL.sum(-1) > 0).astype(jnp.float32)
     domain_B = batch["domain_id"]
-    return {"domain_loss_sum": _domain_sums((token_loss_BxL * mask_BxL).sum(-1), domain_B,
-                                            num_domains),
-            "domain_tokens": _domain_sums(mask_BxL.sum(-1), domain_B, num_domains),
+    loss_sum_B, tokens_B = (token_loss_BxL * mask_BxL).sum(-1), mask_BxL.sum(-1)
+    return {"domain_loss_sum": _domain_sums(loss_sum_B, domain_B, num_domains),
+            "domain_tokens": _domain_sums(tokens_B, domain_B, num_domains),
             "domain_rows": _domain_sums(rows_B, domain_B, num_domains),
-            "domain_exact": _domain_sums(rows_B * (~wrong_BxL.any(-1)), domain_B, num_domains)}
+            "domain_exact": _domain_sums(rows_B * (~wrong_BxL.any(-1)), domain_B, num_domains),
+            "row_loss_sum": loss_sum_B, "row_tokens": tokens_B}
 
 
 def make_model(cfg: ml_collections.ConfigDict) -> model_lib.Decoder:

@@ -110,11 +110,14 @@ class EvalResult:
     loss: dict[str, float]  # token-weighted validation loss per domain
     accuracy: dict[str, float]  # exact-match rate per domain (every loss token right)
     overall_loss: float  # token-weighted over every eval domain's tokens
+    loss_se: dict[str, float]  # standard error of `loss` over the domain's eval rows
 
     def scalars(self) -> dict[str, float]:
-        """The flat form of metrics.jsonl and eval.json: eval/NAME/loss, eval/NAME/accuracy,
-        eval/loss (token-weighted) and eval/loss_domain_mean (the mean over domains)."""
+        """The flat form of metrics.jsonl and eval.json: eval/NAME/loss, eval/NAME/loss_se,
+        eval/NAME/accuracy, eval/loss (token-weighted) and eval/loss_domain_mean (the mean over
+        domains)."""
         out = {f"eval/{n}/loss": v for n, v in self.loss.items()}
+        out |= {f"eval/{n}/loss_se": v for n, v in self.loss_se.items()}
         out |= {f"eval/{n}/accuracy": v for n, v in self.accuracy.items()}
         out["eval/loss"] = self.overall_loss
         out["eval/loss_domain_mean"] = float(np.mean(list(self.loss.values())))
@@ -159,6 +162,8 @@ class HostMethod:
         is logged at that step;
       - at every checkpoint, saves `get_state()` (JSON) as item "host_NAME", one per process;
       - at the end of each invocation, on process 0, `write_outputs(workdir)`.
+    A metric `act` returns as "PREFIX/overhead_flops" is the FLOPs it spent beyond training;
+    a comparison adds it to the run's FLOPs.
     """
     name: str = ""  # its checkpoint item is "host_" + name; unique within a run
 

@@ -285,7 +285,9 @@ class Mates(HostMethod):
         return {"mates/probe_flops_fraction": probing / stage,
                 "mates/fit_flops_fraction": fitting / stage,
                 "mates/score_flops_fraction": scoring / stage,
-                "mates/overhead_fraction": (probing + fitting + scoring) / stage}
+                "mates/overhead_fraction": (probing + fitting + scoring) / stage,
+                # Absolute, so that a comparison counts it in the run's FLOPs.
+                "mates/overhead_flops": probing + fitting + scoring}
 
     def _get_fitter(self, row_len: int) -> InfluenceFitter:
         if self._fitter is None:

@@ -50,7 +50,7 @@ def host_methods_of(cfg):
     return registry.make_host_methods(cfg, experiment.Env(cfg))
 
 
-TIMING = ("tokens_per_s", "mfu", "data_wait_fraction")  # differ between identical runs
+TIMING = ("tokens_per_s", "mfu", "data_wait_fraction", "elapsed_s")  # differ between identical runs
 
 
 def untimed(workdir) -> list[dict]:

@@ -7,7 +7,7 @@ import os
 import jax
 import pytest
 
-import main as main_lib
+import experiment
 from helpers import synthetic, tiny_config
 from lm import checkpoint as ckpt_lib
 from lm import loop
@@ -139,7 +139,7 @@ def test_bad_input_fails_clearly_before_training(case, run_dir, tmp_path):
     cfg = tiny_config(steps=4, checkpoint_every=2)
     mutate(cfg, tmp_path)
     with pytest.raises((ValueError, FileNotFoundError)) as info:
-        main_lib.run(cfg, workdir, allow_config_change=True)
+        experiment.run(cfg, workdir, allow_config_change=True)
     assert info.match(message), str(info.value)
     assert _files(workdir) == before
 
@@ -151,7 +151,7 @@ def test_a_workdir_refuses_another_configs_run_naming_the_fields(run_dir):
     cfg.train.lr = 0.5
     with pytest.raises(ValueError, match=r"another config(.|\n)*model\.d_model: 32 -> 64"
                                          r"(.|\n)*train\.lr: 0\.01 -> 0\.5"):
-        main_lib.run(cfg, workdir)
+        experiment.run(cfg, workdir)
     assert _files(workdir) == before
     cfg = tiny_config(steps=2, checkpoint_every=5, log_every=3, run_steps=1)  # how it's watched
     workdir_lib.check_resume(cfg, workdir, has_checkpoint=True)
@@ -164,8 +164,8 @@ def test_loading_params_of_another_model_names_the_field(run_dir, tmp_path):
     cfg.model.num_layers = 3
     with pytest.raises(ValueError, match=r"set these fields as it had them:\n  "
                                          r"model\.num_layers: 2 -> 3"):
-        main_lib.run(cfg, str(tmp_path))
+        experiment.run(cfg, str(tmp_path))
     with pytest.raises(ValueError, match=r"model\.num_layers: 2 -> 3"):
-        main_lib.run(cfg, workdir, mode="eval")
+        experiment.run(cfg, workdir, mode="eval")
     assert _files(workdir) == before
     assert json.load(open(os.path.join(workdir, "config.json")))["model"]["num_layers"] == 2

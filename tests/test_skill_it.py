@@ -12,7 +12,7 @@ import pytest
 import experiment
 from configs import base
 from data import lego
-from helpers import host_methods_of
+from helpers import TIMING, host_methods_of
 from lm.metrics import read_metrics
 from reweight.skill_it import SkillIt, parse_graph
 
@@ -111,7 +111,7 @@ def test_lego_skill_it_run_resumes_identically(tmp_path):
     _train(_lego_config(), straight)
     _train(_lego_config(run_steps=8), halves)
     _train(_lego_config(), halves)
-    drop = ("tokens_per_s", "mfu", "data_wait_fraction")
+    drop = TIMING
     a = [{k: v for k, v in m.items() if k not in drop} for m in read_metrics(straight)]
     b = [{k: v for k, v in m.items() if k not in drop} for m in read_metrics(halves)]
     assert a == b

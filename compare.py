@@ -1,0 +1,595 @@
+"""Compare runs: `python main.py --mode=compare --config=configs/compare/<name>.py --workdir=DIR`.
+
+Trains every (arm, seed) of the config's `compare` section in DIR/runs/<arm>/seed<k>/ through
+the ordinary entry point (`experiment.run`), then tables them against the baseline arm: per arm,
+the mean over seeds and its confidence interval of the final eval loss per domain and over the
+training domains (held-out domains apart), the area under the eval-loss curve, accuracy where
+the eval has it, and the steps at which the arm reaches the baseline's final loss; beside each,
+the paired difference from the baseline (seed by seed) with its interval and a verdict. Each
+domain's eval standard error over rows is shown too, so a reader sees whether the eval set or
+the seeds limit the comparison.
+
+Finished runs are never rerun, interrupted ones resume from their checkpoints, failed ones are
+recorded (DIR/runs/<arm>/seed<k>/run.json) and the rest go on; the next invocation retries
+them. With `compare.runs` set, existing workdirs are compared and nothing is trained.
+Outputs in DIR: compare.md, compare.csv, compare.json, compare_curves.png,
+compare_differences.png and, where a method changes them, compare_weights.png.
+"""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import csv
+import dataclasses
+import glob
+import importlib.util
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+
+import ml_collections
+import numpy as np
+
+import experiment
+import paired_stats
+from lm import flops as flops_lib
+from lm.metrics import read_metrics
+from lm.model import ModelConfig
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+RUN_FILE = "run.json"
+
+
+# The plan: which runs, with which configs.
+
+def parse_overrides(text: str) -> list[tuple[str, str]]:
+    """"field=value;field=value" -> [(field, value)]."""
+    out = []
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        field, sep, value = part.partition("=")
+        if not sep or not field.strip():
+            raise ValueError(f"override {part!r} is not FIELD=VALUE (write e.g. "
+                             "'reweight.instance=loss_based;reweight.r=0.4')")
+        out.append((field.strip(), value.strip()))
+    return out
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> None:
+    """Sets each dotted field, the value read as the field's type (a string field takes the
+    text as it is; any other a Python literal)."""
+    for field, value in parse_overrides(text):
+        *parents, leaf = field.split(".")
+        node = cfg
+        try:
+            for p in parents:
+                node = node[p]
+            current = node[leaf]
+        except (KeyError, AttributeError):
+            raise ValueError(f"{where}: override {field}={value!r} names no config field") from None
+        if isinstance(current, str):
+            parsed = value
+        else:
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{where}: override {field}={value!r}: the field holds "
+                                 f"{type(current).__name__}, and {value!r} is not one") from None
+        try:
+            node[leaf] = parsed
+        except TypeError as e:
+            raise ValueError(f"{where}: override {field}={value!r}: {e}") from None
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """get_config() of an experiment config file (relative to the cwd or the repository)."""
+    full = path if os.path.exists(path) else os.path.join(ROOT, path)
+    if not os.path.isfile(full):
+        raise ValueError(f"config file {path!r} does not exist (looked in {os.getcwd()} and "
+                         f"{ROOT})")
+    spec = importlib.util.spec_from_file_location(
+        "compare_arm_" + os.path.basename(full)[:-3], full)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def seeds_of(cfg: ml_collections.ConfigDict) -> list[int]:
+    try:
+        seeds = [int(s) for s in str(cfg.compare.seeds).split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"config.compare.seeds={cfg.compare.seeds!r} must be distinct integers "
+                         ">= 0, comma-separated, e.g. '0,1,2'")
+    return seeds
+
+
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+    """The comparison's own fields, before any training."""
+    c = cfg.compare
+    if not 0 < c.confidence < 1:
+        raise ValueError(f"config.compare.confidence={c.confidence} must be in (0, 1)")
+    if c.runs:
+        arms = [a for a, _ in _run_globs(c.runs)]
+    else:
+        arms = list(c.arms.keys())
+        if not arms:
+            raise ValueError("config.compare.arms is empty: add arms, e.g. "
+                             "c.compare.arms.uniform = base.arm('configs/tiny.py')")
+        seeds_of(cfg)
+        if c.eval_rows < 1:
+            raise ValueError(f"config.compare.eval_rows={c.eval_rows} must be >= 1")
+        if c.backend not in ("local", "ray"):
+            raise ValueError(f"config.compare.backend={c.backend!r} is unknown; use local or ray")
+        if c.processes < 1:
+            raise ValueError(f"config.compare.processes={c.processes} must be >= 1")
+        for name in arms:
+            parse_overrides(c.arms[name].overrides)
+            load_config_file(c.arms[name].config)
+        parse_overrides(c.overrides)
+    if c.baseline not in arms:
+        raise ValueError(f"config.compare.baseline={c.baseline!r} is not an arm; the arms are "
+                         f"{arms}")
+
+
+def run_config(cfg: ml_collections.ConfigDict, arm: str, seed: int) -> ml_collections.ConfigDict:
+    """The experiment config of one run: the arm's file, the comparison's overrides, the arm's,
+    then the seed, the comparison's eval rows and no progress bar."""
+    spec = cfg.compare.arms[arm]
+    run_cfg = load_config_file(spec.config)
+    apply_overrides(run_cfg, cfg.compare.overrides, "config.compare.overrides")
+    apply_overrides(run_cfg, spec.overrides, f"config.compare.arms.{arm}.overrides")
+    run_cfg.seed = seed
+    run_cfg.data.eval_rows = cfg.compare.eval_rows
+    run_cfg.train.progress_bar = False
+    return run_cfg
+
+
+def run_dir(workdir: str, arm: str, seed: int) -> str:
+    return os.path.join(workdir, "runs", arm, f"seed{seed}")
+
+
+# Running.
+
+def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str) -> dict:
+    """Trains one run to the end (resuming its checkpoint) and writes its run.json; a failure
+    is recorded there, not raised. Runs share JAX's compilation cache in `cache_dir`."""
+    os.makedirs(workdir, exist_ok=True)
+    t0 = time.perf_counter()
+    record = {"status": "ok"}
+    try:
+        with experiment.compile_cache(cache_dir):
+            result = experiment.run(run_cfg, workdir)
+        if "preempted" in result:
+            record = {"status": "preempted", "error": f"stopped by a signal at step "
+                                                      f"{result['preempted']}"}
+    except Exception as e:  # recorded; the comparison goes on
+        record = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                  "traceback": traceback.format_exc(limit=8)}
+    record["seconds"] = time.perf_counter() - t0
+    with open(os.path.join(workdir, RUN_FILE), "w") as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def _status(workdir: str) -> str | None:
+    path = os.path.join(workdir, RUN_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["status"]
+
+
+def _train_all(cfg: ml_collections.ConfigDict, workdir: str, todo: list) -> None:
+    c = cfg.compare
+
+    def done(arm, seed, record):
+        print(f"compare: {arm} seed {seed}: {record['status']}"
+              + (f" ({record['error']})" if record["status"] != "ok" else "")
+              + f" in {record['seconds']:.0f} s", file=sys.stderr, flush=True)
+        if record["status"] == "preempted":
+            raise SystemExit(f"run {arm} seed {seed} stopped by a signal; rerun the comparison "
+                             "to resume it from its checkpoint")
+
+    jobs = [(arm, seed, run_config(cfg, arm, seed), run_dir(workdir, arm, seed))
+            for arm, seed in todo]
+    if c.backend == "ray":
+        import ray
+        if not ray.is_initialized():
+            env = {"PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+                   "TF_CPP_MIN_LOG_LEVEL": "3"}
+            ray.init(address=c.ray_address or None, include_dashboard=False,
+                     runtime_env={"env_vars": env}, log_to_driver=False)
+        task = ray.remote(num_cpus=c.ray_cpus_per_run, num_gpus=c.ray_gpus_per_run)(train_run)
+        pending = {task.remote(run_cfg, os.path.abspath(d), os.path.abspath(workdir)):
+                   (arm, seed, d) for arm, seed, run_cfg, d in jobs}
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            arm, seed, d = pending.pop(ref)
+            try:
+                record = ray.get(ref)
+            except Exception as e:  # the worker died: record it like a failed run
+                record = {"status": "failed", "error": f"{type(e).__name__}: {e}", "seconds": 0.0}
+                with open(os.path.join(d, RUN_FILE), "w") as f:
+                    json.dump(record, f)
+            done(arm, seed, record)
+    elif c.processes > 1:
+        context = multiprocessing.get_context("spawn")  # JAX does not survive a fork
+        with concurrent.futures.ProcessPoolExecutor(c.processes, mp_context=context) as pool:
+            futures = {pool.submit(train_run, run_cfg, d, workdir): (arm, seed)
+                       for arm, seed, run_cfg, d in jobs}
+            for future in concurrent.futures.as_completed(futures):
+                done(*futures[future], future.result())
+    else:
+        for arm, seed, run_cfg, d in jobs:
+            done(arm, seed, train_run(run_cfg, d, workdir))
+
+
+# Reading runs.
+
+@dataclasses.dataclass
+class Run:
+    """What a comparison reads of one workdir."""
+    arm: str
+    seed: int
+    workdir: str
+    status: str  # ok | failed | incomplete
+    error: str = ""
+    steps: int = 0
+    eval_rows: int = 0
+    train_domains: list = dataclasses.field(default_factory=list)
+    heldout_domains: list = dataclasses.field(default_factory=list)
+    evals: list = dataclasses.field(default_factory=list)  # eval lines of metrics.jsonl
+    weights: list = dataclasses.field(default_factory=list)  # mixture lines of metrics.jsonl
+    tokens: float = math.nan
+    flops: float = math.nan
+    seconds: float = math.nan
+
+    def final(self, domain: str, what: str = "loss") -> float:
+        return float(self.evals[-1].get(f"eval/{domain}/{what}", math.nan)) if self.evals \
+            else math.nan
+
+    def curve(self) -> tuple[list, list]:
+        """(eval steps, mean eval loss over the training domains)."""
+        return ([e["step"] for e in self.evals],
+                [float(np.mean([e.get(f"eval/{d}/loss", math.nan) for d in self.train_domains]))
+                 for e in self.evals])
+
+
+def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
+    """A run's config, eval curve, weights, tokens, FLOPs (with its methods' own overhead) and
+    wall time, from its workdir; `seed` defaults to the recorded one."""
+    run = Run(arm, -1 if seed is None else seed, workdir, "incomplete")
+    record = {}
+    if os.path.exists(os.path.join(workdir, RUN_FILE)):
+        with open(os.path.join(workdir, RUN_FILE)) as f:
+            record = json.load(f)
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path) or not os.path.exists(
+            os.path.join(workdir, "metrics.jsonl")):
+        run.status = "failed" if record.get("status") == "failed" else "incomplete"
+        run.error = record.get("error", "no config.json or metrics.jsonl: never trained")
+        return run
+    with open(config_path) as f:
+        cfg = ml_collections.ConfigDict(json.load(f))
+    run.seed = cfg.seed if seed is None else seed
+    run.steps, run.eval_rows = cfg.train.steps, cfg.data.eval_rows
+    metrics = read_metrics(workdir)
+    run.evals = [m for m in metrics if any(k.startswith("eval/") and k.endswith("/loss")
+                                           and k.count("/") == 2 for k in m)]
+    run.weights = [m for m in metrics if any(k.startswith("mixture/") for k in m)]
+    run.train_domains = list(experiment.domain_names(cfg)[0])
+    evaluated = [k.split("/")[1] for k in (run.evals[-1] if run.evals else {})
+                 if k.endswith("/loss") and k.count("/") == 2]
+    run.heldout_domains = [d for d in evaluated if d not in run.train_domains]
+    if record.get("status") == "failed":
+        run.status, run.error = "failed", record["error"]
+    elif run.evals and run.evals[-1]["step"] == run.steps:
+        run.status = "ok"
+    else:
+        run.error = "not trained to the end"
+    run.tokens = float(cfg.train.steps * cfg.train.batch_size * cfg.data.seq_len)
+    overhead = sum(v for m in metrics for k, v in m.items() if k.endswith("/overhead_flops"))
+    run.flops = run.tokens * flops_lib.flops_per_token(ModelConfig.from_config(cfg.model),
+                                                       cfg.data.seq_len) + overhead
+    elapsed = [m["elapsed_s"] for m in metrics if "elapsed_s" in m]
+    run.seconds = float(elapsed[-1]) if elapsed else math.nan
+    return run
+
+
+def _run_globs(text: str) -> list[tuple[str, str]]:
+    out = []
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        arm, sep, pattern = part.partition("=")
+        if not sep:
+            raise ValueError(f"config.compare.runs entry {part!r} is not ARM=GLOB")
+        out.append((arm.strip(), pattern.strip()))
+    return out
+
+
+def existing_runs(text: str) -> list[Run]:
+    """The runs of "arm=glob;..." (each workdir one seed of its arm)."""
+    runs = []
+    for arm, pattern in _run_globs(text):
+        dirs = sorted(d for d in glob.glob(pattern) if os.path.isdir(d))
+        if not dirs:
+            raise ValueError(f"config.compare.runs: {arm}={pattern!r} matches no directory")
+        runs += [read_run(d, arm) for d in dirs]
+    return runs
+
+
+# The comparison.
+
+def summarize(runs: list[Run], baseline: str, confidence: float) -> dict:
+    """Per arm and quantity, the estimate over ok runs and the paired difference from the
+    baseline with its verdict (see the module docstring)."""
+    ok = [r for r in runs if r.status == "ok"]
+    arms = list(dict.fromkeys([baseline] + [r.arm for r in runs]))
+    base_runs = [r for r in ok if r.arm == baseline]
+    if not base_runs:
+        raise ValueError(f"no run of the baseline arm {baseline!r} finished: nothing to compare "
+                         "against (see the failures in its run.json files)")
+    train_domains = base_runs[0].train_domains
+    heldout = list(dict.fromkeys(d for r in ok for d in r.heldout_domains))
+    with_accuracy = [d for d in train_domains + heldout
+                     if any(r.final(d, "accuracy") > 0 for r in ok)]
+    target = float(np.mean([r.curve()[1][-1] for r in base_runs]))
+    base_steps = base_runs[0].steps
+
+    def quantities(r: Run) -> dict:
+        steps, curve = r.curve()
+        q = {"loss/train_mean": float(np.mean([r.final(d) for d in train_domains])),
+             "auc/train_mean": paired_stats.curve_mean(steps, curve),
+             "steps_to_target": paired_stats.first_step_at(steps, curve, target) / base_steps}
+        if heldout:
+            q["loss/heldout_mean"] = float(np.mean([r.final(d) for d in heldout]))
+        for d in train_domains + heldout:
+            q[f"loss/{d}"] = r.final(d)
+            q[f"loss_se/{d}"] = r.final(d, "loss_se")
+        for d in with_accuracy:
+            q[f"accuracy/{d}"] = r.final(d, "accuracy")
+        q |= {"tokens": r.tokens, "flops": r.flops, "seconds": r.seconds}
+        return q
+
+    per_run = {(r.arm, r.seed): quantities(r) for r in ok}
+    names = list(next(iter(per_run.values())))
+    out = {"baseline": baseline, "confidence": confidence, "target_loss": target,
+           "baseline_steps": base_steps, "eval_rows": base_runs[0].eval_rows,
+           "train_domains": train_domains,
+           "heldout_domains": heldout, "accuracy_domains": with_accuracy, "arms": {}}
+    for arm in arms:
+        mine = {seed: q for (a, seed), q in per_run.items() if a == arm}
+        base = {seed: q for (a, seed), q in per_run.items() if a == baseline}
+        arm_out = {"seeds": sorted(mine), "failed": [
+            {"seed": r.seed, "status": r.status, "error": r.error, "workdir": r.workdir}
+            for r in runs if r.arm == arm and r.status != "ok"], "quantities": {}}
+        for name in names:
+            values = {s: q[name] for s, q in mine.items()}
+            entry = paired_stats.mean_ci(list(values.values()), confidence).as_dict()
+            if name == "steps_to_target":
+                entry["reached"] = sum(math.isfinite(v) for v in values.values())
+            if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy",
+                                                           "steps_to_target"):
+                diff = paired_stats.paired_difference(
+                    values, {s: q[name] for s, q in base.items()}, confidence)
+                entry["diff"] = diff.as_dict()
+                entry["verdict"] = paired_stats.verdict(
+                    diff, lower_is_better=not name.startswith("accuracy"))
+            arm_out["quantities"][name] = entry
+        out["arms"][arm] = arm_out
+    return out
+
+
+# Outputs.
+
+def _fmt(e: dict, digits: int = 4) -> str:
+    if e["n"] == 0 or not math.isfinite(e["mean"]):
+        return "—"
+    if not math.isfinite(e["low"]):
+        return f"{e['mean']:.{digits}f}"
+    return f"{e['mean']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+
+
+def _fmt_diff(entry: dict, digits: int = 4) -> str:
+    if "diff" not in entry:
+        return ""
+    d = entry["diff"]
+    if d["n"] == 0:
+        return "—"
+    text = f"{d['mean']:+.{digits}f}"
+    if math.isfinite(d["low"]):
+        text += f" [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
+    return f"{text} {entry['verdict']}"
+
+
+def write_markdown(summary: dict, path: str, title: str) -> str:
+    b, level = summary["baseline"], round(100 * summary["confidence"])
+    arms = summary["arms"]
+    seeds = sorted({s for a in arms.values() for s in a["seeds"]})
+    lines = [f"# {title}", "",
+             f"Baseline `{b}`; seeds {', '.join(map(str, seeds))}; {level}% t-intervals over "
+             "seeds in brackets; Δ = arm − baseline, paired seed by seed (better / worse when "
+             "its interval excludes 0). Losses are nats per token on the final evaluation.", ""]
+
+    def q(arm, name):
+        return arms[arm]["quantities"].get(name, {"n": 0, "mean": math.nan})
+
+    lines += ["| arm | runs | loss, training domains | Δ | AUC of eval loss | Δ AUC | "
+              "steps to baseline's final loss | tokens | FLOPs | train wall s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        s = q(arm, "steps_to_target")
+        reach = (f"{s['mean']:.2f} of the baseline's ({s['reached']}/{len(arms[arm]['seeds'])}"
+                 " reached)" if s.get("n") else f"not reached (0/{len(arms[arm]['seeds'])})")
+        reach = "(the target)" if arm == b else reach
+        failed = len(arms[arm]["failed"])
+        lines.append(
+            f"| {arm} | {len(arms[arm]['seeds'])} ok" + (f", {failed} failed" if failed else "")
+            + f" | {_fmt(q(arm, 'loss/train_mean'))} | {_fmt_diff(q(arm, 'loss/train_mean'))} | "
+            f"{_fmt(q(arm, 'auc/train_mean'))} | {_fmt_diff(q(arm, 'auc/train_mean'))} | {reach}"
+            f" | {q(arm, 'tokens')['mean']:.3g} | {q(arm, 'flops')['mean']:.3g} | "
+            f"{q(arm, 'seconds')['mean']:.0f} |")
+    lines += ["", f"Steps to the baseline's final loss ({summary['target_loss']:.4f}, mean over "
+              f"its seeds) are a fraction of its {summary['baseline_steps']} steps, interpolated "
+              "between evaluations (mean over the seeds that reach it): 0.5 is a 2x speed-up. "
+              "FLOPs include a method's own overhead; train wall s is the training loop's time, "
+              "resumes included.", ""]
+
+    def domain_table(heading, domains, what="loss", digits=4):
+        if not domains:
+            return []
+        out = [f"## {heading}", "", "| domain | eval SE (over rows) | " + " | ".join(
+            f"{a}" + ("" if a == b else f" (Δ vs {b})") for a in arms) + " |",
+               "|---|---|" + "---|" * len(arms)]
+        for d in domains:
+            se = q(b, f"loss_se/{d}")["mean"] if what == "loss" else math.nan
+            cells = [_fmt(q(a, f"{what}/{d}"), digits) if a == b else
+                     _fmt_diff(q(a, f"{what}/{d}"), digits) for a in arms]
+            se_text = f"{se:.4f}" if math.isfinite(se) else "—"
+            out.append(f"| {d} | {se_text} | " + " | ".join(cells) + " |")
+        return out + [""]
+
+    lines += domain_table("Final eval loss per training domain", summary["train_domains"])
+    lines += domain_table("Held-out domains (never trained on)", summary["heldout_domains"])
+    lines += domain_table("Exact-match accuracy", summary["accuracy_domains"], "accuracy", 3)
+    lines += [f"Eval SE: the standard error of the baseline's loss over a domain's "
+              f"eval rows (up to {summary['eval_rows']}; mean over seeds), beside the interval over "
+              "seeds. Every arm is evaluated on the same rows, so row noise cancels from the "
+              "paired Δ in part; where the eval SE is small beside the seed interval, more seeds "
+              "rather than more eval rows would sharpen the comparison.", ""]
+    failures = [(a, f) for a in arms for f in arms[a]["failed"]]
+    if failures:
+        lines += ["## Runs left out", ""] + [
+            f"- {a} seed {f['seed']}: {f['status']}: {f['error']} (`{f['workdir']}`)"
+            for a, f in failures] + [""]
+    text = "\n".join(lines)
+    with open(path, "w") as f:
+        f.write(text)
+    return text
+
+
+def write_csv(summary: dict, path: str) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arm", "quantity", "mean", "low", "high", "n", "diff_mean", "diff_low",
+                    "diff_high", "verdict"])
+        for arm, a in summary["arms"].items():
+            for name, e in a["quantities"].items():
+                d = e.get("diff", {})
+                w.writerow([arm, name, e["mean"], e["low"], e["high"], e["n"],
+                            d.get("mean", ""), d.get("low", ""), d.get("high", ""),
+                            e.get("verdict", "")])
+
+
+def plot(runs: list[Run], summary: dict, workdir: str) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in runs if r.status == "ok"]
+    arms, baseline = list(summary["arms"]), summary["baseline"]
+    written = []
+    curves = {arm: {r.seed: r.curve() for r in ok if r.arm == arm} for arm in arms}
+    fig, (ax, dax) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, arm in enumerate(arms):
+        if not curves[arm]:
+            continue
+        steps = next(iter(curves[arm].values()))[0]
+        values = np.array([c[1] for c in curves[arm].values() if c[0] == steps])
+        ax.plot(steps, values.mean(0), color=f"C{i}", label=f"{arm} (mean of {len(values)})")
+        ax.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.2)
+        paired = [np.array(c[1]) - np.array(curves[baseline][s][1]) for s, c in
+                  curves[arm].items() if s in curves[baseline] and c[0] ==
+                  curves[baseline][s][0] == steps]
+        if arm != baseline and paired:
+            est = [paired_stats.mean_ci(col, summary["confidence"]) for col in zip(*paired)]
+            dax.plot(steps, [e.mean for e in est], color=f"C{i}", label=arm)
+            dax.fill_between(steps, [e.low for e in est], [e.high for e in est],
+                             color=f"C{i}", alpha=0.2)
+    ax.set(xlabel="step", ylabel="eval loss, mean over training domains",
+           title="band: min to max over seeds")
+    dax.axhline(0, color="k", lw=0.8)
+    dax.set(xlabel="step", ylabel=f"minus {baseline}, paired by seed",
+            title=f"band: {round(100 * summary['confidence'])}% interval over seeds")
+    for a in (ax, dax):
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize="small")
+    written.append(os.path.join(workdir, "compare_curves.png"))
+    fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    others = [a for a in arms if a != summary["baseline"]]
+    domains = summary["train_domains"] + summary["heldout_domains"]
+    if others:
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(domains) * len(others) + 2), 4))
+        width = 0.8 / len(others)
+        for i, arm in enumerate(others):
+            diffs = [summary["arms"][arm]["quantities"].get(f"loss/{d}", {}).get("diff") for d in
+                     domains]
+            x = np.arange(len(domains)) + (i - (len(others) - 1) / 2) * width
+            mean = np.array([d["mean"] if d else np.nan for d in diffs])
+            low = np.array([d["low"] if d else np.nan for d in diffs])
+            high = np.array([d["high"] if d else np.nan for d in diffs])
+            err = np.nan_to_num(np.stack([mean - low, high - mean]))
+            ax.errorbar(x, mean, yerr=err, fmt="o", capsize=3, label=arm, color=f"C{i + 1}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(np.arange(len(domains)), domains, rotation=30)
+        ax.set_ylabel(f"final eval loss − {summary['baseline']} (paired)")
+        ax.set_title(f"{round(100 * summary['confidence'])}% intervals over seeds")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        written.append(os.path.join(workdir, "compare_differences.png"))
+        fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+    weighted = [a for a in arms if any(r.weights for r in ok if r.arm == a)]
+    if weighted:
+        fig, axes = plt.subplots(1, len(weighted), figsize=(5 * len(weighted), 3.5),
+                                 squeeze=False, sharey=True)
+        for ax, arm in zip(axes[0], weighted):
+            arm_runs = [r for r in ok if r.arm == arm and r.weights]
+            keys = sorted({k for m in arm_runs[0].weights for k in m if k.startswith("mixture/")})
+            for k in keys:  # each weight holds until the next change, to the last step
+                steps = [m["step"] for m in arm_runs[0].weights if k in m] + [arm_runs[0].steps]
+                mean = np.mean([[m[k] for m in r.weights if k in m] for r in arm_runs], axis=0)
+                ax.step(steps, np.append(mean, mean[-1]), where="post", label=k.split("/")[1])
+            ax.set_title(f"{arm} (mean of {len(arm_runs)} seeds)")
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("domain sampling weight")
+        axes[0][-1].legend(fontsize="small")
+        written.append(os.path.join(workdir, "compare_weights.png"))
+        fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return written
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains the missing runs (none with compare.runs), then writes the outputs; returns the
+    summary."""
+    check_config(cfg)
+    os.makedirs(workdir, exist_ok=True)
+    c = cfg.compare
+    if c.runs:
+        runs = existing_runs(c.runs)
+        title = f"Comparison of existing runs: {', '.join(dict.fromkeys(r.arm for r in runs))}"
+    else:
+        pairs = [(arm, seed) for arm in c.arms.keys() for seed in seeds_of(cfg)]
+        todo = [(a, s) for a, s in pairs if _status(run_dir(workdir, a, s)) != "ok"]
+        if todo:
+            _train_all(cfg, workdir, todo)
+        runs = [read_run(run_dir(workdir, a, s), a, s) for a, s in pairs]
+        title = f"Comparison: {', '.join(c.arms.keys())}"
+    summary = summarize(runs, c.baseline, c.confidence)
+    write_markdown(summary, os.path.join(workdir, "compare.md"), title)
+    write_csv(summary, os.path.join(workdir, "compare.csv"))
+    with open(os.path.join(workdir, "compare.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    plot(runs, summary, workdir)
+    return summary

@@ -1,0 +1,175 @@
+"""Comparisons: a better arm by construction is called better with an interval that excludes 0,
+an identical arm is no clear difference, a failing arm is recorded while the rest complete, a
+rerun trains only what is missing, existing workdirs compare without training; and the
+statistics are the textbook ones."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import scipy.stats
+
+import compare
+import paired_stats
+from configs.compare import base
+from lm.loop import _ratio_se
+
+ARM = '''from helpers import tiny_config
+
+
+def get_config():
+    return tiny_config(steps=30, eval_every=10, checkpoint_every=30, log_every=10)
+'''
+
+
+def _config(tmp_path, **fields):
+    arm_file = tmp_path / "arm.py"
+    arm_file.write_text(ARM)
+    c = base.get_config()
+    c.compare.update(**{"baseline": "uniform", "seeds": "0,1,2", "eval_rows": 16, **fields})
+    c.compare.arms.uniform = base.arm(str(arm_file))
+    c.compare.arms.same = base.arm(str(arm_file))  # identical: the same runs again
+    c.compare.arms.only0 = base.arm(str(arm_file), "data.weights=synthetic_0:1")
+    c.compare.arms.broken = base.arm(str(arm_file), "reweight.instance=nope")
+    return c
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    workdir = str(root / "out")
+    return root, workdir, compare.run(_config(root), workdir)
+
+
+def _q(summary, arm, name):
+    return summary["arms"][arm]["quantities"][name]
+
+
+def test_a_better_arm_is_better_and_an_identical_one_is_no_clear_difference(compared):
+    _, workdir, summary = compared
+    on0 = _q(summary, "only0", "loss/synthetic_0")
+    assert on0["verdict"] == "better" and on0["diff"]["high"] < 0  # all its data is domain 0
+    assert _q(summary, "only0", "loss/synthetic_1")["verdict"] == "worse"
+    for name, entry in summary["arms"]["same"]["quantities"].items():
+        if "diff" in entry and entry["diff"]["n"] > 1:  # steps to target: the seeds reaching it
+            assert entry["diff"]["mean"] == 0 and entry["verdict"] == "no clear difference", name
+    assert summary["arms"]["only0"]["seeds"] == [0, 1, 2]
+    se = _q(summary, "uniform", "loss_se/synthetic_0")
+    assert 0 < se["mean"] < 0.5  # 16 rows of one domain
+    text = open(os.path.join(workdir, "compare.md")).read()
+    assert "| only0 | 3 ok |" in text and "better" in text and "no clear difference" in text
+    for name in ("compare.csv", "compare.json", "compare_curves.png", "compare_differences.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 100, name
+
+
+def test_a_failing_arm_is_recorded_and_the_rest_complete(compared):
+    _, workdir, summary = compared
+    failed = summary["arms"]["broken"]["failed"]
+    assert [f["seed"] for f in failed] == [0, 1, 2]
+    assert all("config.reweight.instance='nope'" in f["error"] for f in failed)
+    with open(os.path.join(compare.run_dir(workdir, "broken", 0), compare.RUN_FILE)) as f:
+        assert json.load(f)["status"] == "failed"
+    assert "## Runs left out" in open(os.path.join(workdir, "compare.md")).read()
+
+
+def _untimed(summary):
+    out = json.loads(json.dumps(summary))
+    for arm in out["arms"].values():
+        arm["quantities"].pop("seconds")
+        for failure in arm["failed"]:
+            failure.pop("workdir")
+    return out
+
+
+def test_a_rerun_trains_only_the_missing_runs_and_gives_the_same_table(compared):
+    root, workdir, summary = compared
+    copy = str(root / "copy")
+    shutil.copytree(workdir, copy)
+    shutil.rmtree(compare.run_dir(copy, "only0", 2))  # never trained
+    os.remove(os.path.join(compare.run_dir(copy, "same", 1), compare.RUN_FILE))  # finished,
+    # its record lost: resumes at its last step, trains nothing
+    stamps = {d: os.path.getmtime(os.path.join(d, compare.RUN_FILE))
+              for d in (compare.run_dir(copy, "uniform", s) for s in (0, 1, 2))}
+    again = compare.run(_config(root), copy)
+    assert _untimed(again) == _untimed(summary)  # the same numbers
+    assert all(os.path.getmtime(os.path.join(d, compare.RUN_FILE)) == t
+               for d, t in stamps.items())  # finished runs were not rerun
+    assert os.path.exists(os.path.join(compare.run_dir(copy, "only0", 2), compare.RUN_FILE))
+
+
+def test_existing_workdirs_compare_without_training(compared):
+    root, workdir, summary = compared
+    runs = ";".join(f"{arm}={workdir}/runs/{arm}/seed*" for arm in ("uniform", "only0"))
+    cfg = base.get_config()
+    cfg.compare.update(baseline="uniform", runs=runs)
+    before = {p: os.path.getmtime(p) for p in _files(workdir + "/runs")}
+    out = compare.run(cfg, str(root / "existing"))
+    assert {p: os.path.getmtime(p) for p in _files(workdir + "/runs")} == before
+    for name in ("loss/synthetic_0", "loss/train_mean", "auc/train_mean"):
+        assert _q(out, "only0", name)["diff"] == _q(summary, "only0", name)["diff"], name
+    assert out["arms"]["only0"]["seeds"] == [0, 1, 2]
+
+
+def _files(root):
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
+
+
+def test_bad_compare_configs_fail_before_training(tmp_path):
+    for fields, match in ((dict(baseline="nope"), "not an arm"),
+                          (dict(seeds="0,0"), "distinct integers"),
+                          (dict(overrides="train.steps"), "not FIELD=VALUE")):
+        with pytest.raises(ValueError, match=match):
+            compare.run(_config(tmp_path, **fields), str(tmp_path / "out"))
+    cfg = _config(tmp_path)
+    cfg.compare.arms.uniform.overrides = "train.stepz=3"
+    with pytest.raises(ValueError, match="names no config field"):
+        compare.run_config(cfg, "uniform", 0)
+    assert not os.path.exists(tmp_path / "out" / "runs")
+
+
+def test_overrides_take_the_fields_type(tmp_path):
+    cfg = _config(tmp_path)
+    cfg.compare.overrides = "train.lr=0.5;data.weights=0.5,0.5,0;train.progress_bar=True"
+    run_cfg = compare.run_config(cfg, "only0", 4)
+    assert run_cfg.train.lr == 0.5 and run_cfg.seed == 4 and run_cfg.data.eval_rows == 16
+    assert run_cfg.data.weights == "synthetic_0:1"  # the arm's override comes after
+    assert run_cfg.train.progress_bar is False  # the comparison's own settings come last
+
+
+def test_intervals_differences_and_curves_are_the_textbook_ones():
+    values = [1.0, 2.0, 4.0]
+    e = paired_stats.mean_ci(values, 0.95)
+    half = scipy.stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / np.sqrt(3)
+    assert e.mean == pytest.approx(7 / 3) and e.high - e.mean == pytest.approx(half)
+    assert paired_stats.mean_ci([3.0]).n == 1 and math.isnan(paired_stats.mean_ci([3.0]).low)
+    diff = paired_stats.paired_difference({0: 1.0, 1: 2.0, 2: 3.0, 5: 9.0},
+                                          {0: 2.0, 1: 3.1, 2: 3.9})
+    assert diff.n == 3 and diff.mean == pytest.approx(-1.0)
+    assert paired_stats.verdict(diff) == "better"
+    assert paired_stats.verdict(diff, lower_is_better=False) == "worse"
+    assert paired_stats.verdict(paired_stats.mean_ci([-1.0, 1.0])) == "no clear difference"
+    assert paired_stats.verdict(paired_stats.mean_ci([-1.0])) == "too few seeds"
+    assert paired_stats.first_step_at([10, 20, 30], [5.0, 4.0, 3.0], 3.5) == pytest.approx(25)
+    assert paired_stats.first_step_at([10, 20], [5.0, 4.0], 4.5) == pytest.approx(15)
+    assert paired_stats.first_step_at([10], [2.0], 3.0) == 10
+    assert math.isnan(paired_stats.first_step_at([10, 20], [5.0, 4.0], 1.0))
+    assert paired_stats.curve_mean([0, 10, 30], [3.0, 1.0, 1.0]) == pytest.approx(
+        (20 + 20) / 30)
+
+
+def test_eval_standard_error_is_the_ratio_estimators():
+    rng = np.random.default_rng(0)
+    tokens = np.full(400, 16.0)
+    loss_sums = tokens * rng.normal(3.0, 0.5, 400)
+    # Equal token counts: the SE of the mean of the row means.
+    assert _ratio_se(loss_sums, tokens) == pytest.approx(
+        np.std(loss_sums / tokens, ddof=1) / np.sqrt(400), rel=1e-9)
+    tokens = rng.integers(1, 32, 400).astype(float)
+    loss_sums = tokens * rng.normal(3.0, 0.5, 400)
+    boot = [loss_sums[i].sum() / tokens[i].sum()
+            for i in rng.integers(0, 400, (2000, 400))]
+    assert _ratio_se(np.append(loss_sums, 0.0), np.append(tokens, 0.0)) == pytest.approx(
+        np.std(boot), rel=0.1)  # padding rows (no tokens) drop out
