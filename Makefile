@@ -24,8 +24,7 @@ corpus: setup
 	$(PY) -m data.tokenizer --data_dir=data_cache --vocab_size=8192
 
 demo: corpus
-	$(PY) main.py --config=configs/tiny.py --workdir=workdirs/demo
-	$(PY) main.py --config=configs/tiny.py --workdir=workdirs/demo --mode=eval
+	$(PY) main.py --mode=compare --config=configs/compare/demo.py --workdir=workdirs/demo
 
 bench: setup
 	$(PY) benchmarks/step_throughput.py --quick

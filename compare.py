@@ -275,8 +275,7 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
         run.status = "failed" if record.get("status") == "failed" else "incomplete"
         run.error = record.get("error", "no config.json or metrics.jsonl: never trained")
         return run
-    with open(config_path) as f:
-        cfg = ml_collections.ConfigDict(json.load(f))
+    cfg = experiment.recorded_config(workdir)
     run.seed = cfg.seed if seed is None else seed
     run.steps, run.eval_rows = cfg.train.steps, cfg.data.eval_rows
     metrics = read_metrics(workdir)
@@ -541,7 +540,9 @@ def plot(runs: list[Run], summary: dict, workdir: str) -> list[str]:
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(np.arange(len(domains)), domains, rotation=30)
         ax.set_ylabel(f"final eval loss − {summary['baseline']} (paired)")
-        ax.set_title(f"{round(100 * summary['confidence'])}% intervals over seeds")
+        seeds = max(len(a["seeds"]) for a in summary["arms"].values())
+        ax.set_title(f"{round(100 * summary['confidence'])}% intervals over {seeds} seeds"
+                     if seeds > 1 else "one seed: no interval")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
         written.append(os.path.join(workdir, "compare_differences.png"))

@@ -42,8 +42,13 @@ class Seqio:
         from data import domains
         self.cfg = cfg
         self.specs = domains.specs_from_config(cfg.data)
-        self.eval_specs = self.specs + (domains.heldout_domains(cfg.data.data_dir)
-                                        if cfg.data.heldout else [])
+        self.eval_specs = self.specs + (
+            domains.heldout_domains(cfg.data.data_dir) if cfg.data.heldout else []) + (
+            domains.eval_only_domains(cfg.eval.domains, cfg.data.data_dir, cfg.data.text_key,
+                                      cfg.data.tfds_data_dir or None))
+        names = [s.name for s in self.eval_specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"config.eval.domains repeats a domain name of the run: {names}")
         self._vocab = None
 
     def names(self) -> tuple[list, list]:
@@ -101,10 +106,17 @@ class Seqio:
                                             length, rows, text_key=self.cfg.data.text_key))
 
 
+def _no_eval_domains(cfg: ml_collections.ConfigDict) -> None:
+    if cfg.eval.domains:
+        raise ValueError(f"config.eval.domains={cfg.eval.domains!r} needs text domains "
+                         f"(config.data.source=seqio), not {cfg.data.source!r}")
+
+
 class Synthetic:
     """Markov-chain domains the repo generates (data/synthetic.py): tests and quick checks."""
 
     def __init__(self, cfg: ml_collections.ConfigDict):
+        _no_eval_domains(cfg)
         self.cfg = cfg
 
     def _mixture(self, global_batch: int, index: int = 0, count: int = 1):
@@ -140,6 +152,7 @@ class Lego:
 
     def __init__(self, cfg: ml_collections.ConfigDict):
         from data import lego
+        _no_eval_domains(cfg)
         if cfg.model.vocab_size < lego.VOCAB_SIZE:
             raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
                              f"LEGO's {lego.VOCAB_SIZE} words: raise it")
@@ -303,3 +316,77 @@ def compile_cache(workdir: str):
         for k, v in before.items():
             jax.config.update(k, v)
         compilation_cache.reset_cache()
+
+
+def sample(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> list[dict]:
+    """Text from the params of `workdir`'s latest checkpoint (or config.init_from), for
+    config.sample's prompt or prompts file: greedy or sampled, seeded. Writes
+    `workdir/samples.jsonl` (one record per prompt) and returns the records."""
+    from lm import decode
+    from lm import train as train_lib
+    s, checkpoint_from = cfg.sample, cfg.init_from or workdir
+    problems = [p for ok, p in (
+        (cfg.data.source == "seqio", f"config.data.source={cfg.data.source!r}: sampling needs "
+                                     "a text vocabulary, so a seqio source"),
+        (0 < s.max_new_tokens < cfg.model.max_len, f"config.sample.max_new_tokens="
+                                                   f"{s.max_new_tokens} must be in [1, "
+                                                   f"model.max_len={cfg.model.max_len})"),
+        (s.temperature >= 0, f"config.sample.temperature={s.temperature} must be >= 0 "
+                             "(0 = greedy)"),
+        (0 <= s.top_k <= cfg.model.vocab_size, f"config.sample.top_k={s.top_k} must be in "
+                                               f"[0, model.vocab_size] (0 = all)"),
+        (not s.prompts_file or os.path.isfile(s.prompts_file),
+         f"config.sample.prompts_file={s.prompts_file!r} is not a file")) if not ok]
+    if problems:
+        raise ValueError("cannot sample:\n  " + "\n  ".join(problems))
+    workdir_lib.check_model_matches(cfg, checkpoint_from)
+    vocab = Seqio(cfg).vocab()
+    if s.prompts_file:
+        with open(s.prompts_file) as f:
+            prompts = [line.rstrip("\n") for line in f if line.strip()]
+    else:
+        prompts = [s.prompt]
+    room = cfg.model.max_len - s.max_new_tokens  # a longer prompt keeps its last tokens
+    encoded = [list(vocab.encode(p))[-room:] if room else [] for p in prompts]
+    rt = train_lib.build_runtime(cfg, Uniform(), 1, devices)
+    chunk, length = 16, min(cfg.model.max_len, max(map(len, encoded)) + s.max_new_tokens)
+    outputs = []
+    with rt.context():
+        params, step = checkpoint.load_params(checkpoint_from, rt.abstract.params)
+        for start in range(0, len(encoded), chunk):
+            part = encoded[start:start + chunk]
+            buffer = np.zeros((chunk, length), np.int32)
+            for i, ids in enumerate(part):
+                buffer[i, :len(ids)] = ids
+            lengths = np.array([len(ids) for ids in part] + [0] * (chunk - len(part)), np.int32)
+            out = decode.decode(rt.model, params, buffer, lengths, s.max_new_tokens,
+                                temperature=s.temperature, top_k=s.top_k,
+                                rng=jax.random.fold_in(jax.random.key(s.seed), start))
+            outputs += np.asarray(out)[:len(part)].tolist()
+    records = []
+    for prompt, ids in zip(prompts, outputs):
+        if vocab.eos_id in ids:  # the document ended there
+            ids = ids[:ids.index(vocab.eos_id)]
+        records.append({"prompt": prompt, "completion": vocab.decode(ids), "tokens": len(ids),
+                        "step": step, "temperature": s.temperature, "top_k": s.top_k,
+                        "seed": s.seed})
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "samples.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+    return records
+
+
+def recorded_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir's run recorded (config.json), over today's defaults
+    (configs/base.py): fields added since then take their defaults, fields removed since are
+    dropped, and JSON's lists are the tuples the config held."""
+    from flax.traverse_util import flatten_dict
+    from configs import base
+    with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
+        recorded = flatten_dict(json.load(f), sep=".")
+    cfg = base.get_config()
+    known = flatten_dict(cfg.to_dict(), sep=".")
+    tuples = lambda v: tuple(map(tuples, v)) if isinstance(v, list) else v
+    cfg.update_from_flattened_dict({k: tuples(v) for k, v in recorded.items() if k in known})
+    return cfg

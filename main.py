@@ -5,6 +5,7 @@
 --mode=sweep runs a RegMix mixture sweep of proxy trainings in DIR (see sweep.py).
 --mode=skill_graph estimates a Skill-It skills graph in DIR (see skill_graph.py).
 --mode=compare trains and compares arms x seeds in DIR, or compares existing runs (compare.py).
+--mode=sample writes text from DIR's latest checkpoint for config.sample's prompts.
 Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json, and
 whatever the run's methods write (e.g. mixture.txt for DoReMi).
 """
@@ -17,7 +18,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "skill_graph", "compare"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "skill_graph", "compare", "sample"],
                   "what to run")
 flags.DEFINE_bool("allow_config_change", False,
                   "resume a workdir whose recorded config differs (the differing fields are named)")
@@ -28,7 +29,11 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     cfg, workdir = FLAGS.config, FLAGS.workdir
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if FLAGS["verbosity"].present:  # the libraries' own logs, as absl's --verbosity asks
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:  # quiet: warnings and errors only, TensorFlow's native INFO lines off
+        logging.set_verbosity(logging.WARNING)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if FLAGS.mode == "sweep":  # many trainings (sweep.py)
         import sweep
         print(json.dumps(sweep.run(cfg, workdir)))
@@ -43,12 +48,26 @@ def main(argv):
         import skill_graph
         print(json.dumps(skill_graph.estimate(cfg, workdir)))
         return
+    import jax
     import experiment
+    if FLAGS.mode == "sample":
+        for record in experiment.sample(cfg, workdir):
+            print(f"--- {record['prompt']!r}\n{record['prompt']}{record['completion']}")
+        print(f"samples in {os.path.join(workdir, 'samples.jsonl')}")
+        return
     result = experiment.run(cfg, workdir, mode=FLAGS.mode,
                             allow_config_change=FLAGS.allow_config_change)
-    import jax
-    if jax.process_index() == 0:
-        print(json.dumps(result))
+    if jax.process_index() != 0:
+        return
+    if FLAGS.mode == "eval" and result:
+        from lm.metrics import eval_table
+        losses = {k.split("/")[1]: v for k, v in result.items()
+                  if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}
+        print(eval_table(f"eval of {cfg.init_from or workdir}", losses,
+                         experiment.domain_names(cfg)[0]))
+    if "preempted" in result:
+        print(f"stopped after step {result['preempted']}: rerun the same command to resume")
+    print(f"results in {workdir}: eval.json, metrics.jsonl, *.png")
 
 
 if __name__ == "__main__":

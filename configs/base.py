@@ -46,6 +46,20 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.lego_k = 5  # variables per example = number of skills
     c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)
 
+    c.eval = ml_collections.ConfigDict()
+    # Extra eval-only domains (seqio), "name=GLOB,...": a glob with {split} gives its validation
+    # files, one without gives its files as they are; evaluated in training and --mode=eval.
+    c.eval.domains = ""
+
+    # --mode=sample only: text from the checkpoint of --workdir (or config.init_from).
+    c.sample = ml_collections.ConfigDict()
+    c.sample.prompt = ""  # the text to continue ("" = from nothing)
+    c.sample.prompts_file = ""  # one prompt per line, instead of sample.prompt
+    c.sample.max_new_tokens = 64  # tokens generated per prompt (fewer if EOS comes first)
+    c.sample.temperature = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
+    c.sample.top_k = 0  # sample among the k most likely tokens (0 = all)
+    c.sample.seed = 0  # seeds the sampling
+
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000  # total optimizer steps (the schedule's length)
     c.train.run_steps = 0  # stop this invocation after this many steps (0 = run to train.steps)

@@ -29,13 +29,15 @@ class DomainSpec:
     """One domain's source.
 
     pattern: a file glob, "{split}" standing for the split name (kind jsonl / text), or a
-    TFDS "name:version" (kind tfds, read from tfds_data_dir).
+    TFDS "name:version" (kind tfds, read from tfds_data_dir). A glob without "{split}" is
+    the split `unsplit` alone: train for a training domain, validation for an eval-only one.
     """
     name: str
     kind: str
     pattern: str
     text_key: str = "text"
     tfds_data_dir: str | None = None
+    unsplit: str = "train"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -96,3 +98,15 @@ def specs_from_config(data_cfg: Any) -> list[DomainSpec]:
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate domain names in config.data.domains: {names}")
     return specs
+
+
+def eval_only_domains(entries: str, data_dir: str = "", text_key: str = "text",
+                      tfds_data_dir: str | None = None) -> list[DomainSpec]:
+    """`config.eval.domains` ("name=GLOB,...") -> specs read for evaluation only: a glob with
+    "{split}" gives its validation files, one without gives its files as they are."""
+    parts = [e for e in entries.split(",") if e.strip()]
+    if any("=" not in e for e in parts):
+        raise ValueError(f"config.eval.domains={entries!r}: write 'name=GLOB' entries "
+                         "(the training and held-out domains are evaluated already)")
+    return [dataclasses.replace(parse_domain(e, data_dir, text_key, tfds_data_dir),
+                                unsplit="validation") for e in parts]

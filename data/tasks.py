@@ -41,10 +41,13 @@ from typing import Any, Iterator
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-import seqio
-import tensorflow as tf
 
+from data import native_log
 from data.domains import DomainSpec
+
+with native_log.quiet():  # TensorFlow's C++ start-up lines
+    import seqio
+    import tensorflow as tf
 
 try:  # the input pipeline must not take accelerator memory
     tf.config.set_visible_devices([], "GPU")
@@ -139,7 +142,7 @@ def split_into_chunks(dataset: tf.data.Dataset, sequence_length: dict) -> tf.dat
 def _split_globs(spec: DomainSpec) -> dict[str, str]:
     if "{split}" in spec.pattern:
         return {s: spec.pattern.format(split=s) for s in ("train", "validation", "test")}
-    return {"train": spec.pattern}
+    return {spec.unsplit: spec.pattern}
 
 
 def register_task(spec: DomainSpec, vocab: seqio.Vocabulary) -> seqio.Task:
@@ -174,8 +177,9 @@ def _check_files(spec: DomainSpec, split: str, shard_index: int, shard_count: in
     if split not in globs:
         raise ValueError(
             f"domain {spec.name!r}: pattern {spec.pattern!r} has no '{{split}}' placeholder, "
-            f"so it serves only 'train', not {split!r}; write the pattern with {{split}} "
-            "(e.g. 'dir/{split}-*.jsonl') to give the domain a validation split")
+            f"so it serves only {spec.unsplit!r}, not {split!r}; write the pattern with "
+            "{split} (e.g. 'dir/{split}-*.jsonl') to give the domain a validation split, or "
+            "evaluate the files as they are with config.eval.domains")
     pattern = globs[split]
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
@@ -219,7 +223,8 @@ class RowStream:
                 raise ValueError(f"{self._where}: cannot read it: {e}") from e
 
         if repeat:  # an endless repeat of a source with no document would spin forever
-            self._check_nonempty(chunks(False, 1))
+            with native_log.quiet():  # the tokenizer kernel logs when it first runs
+                self._check_nonempty(chunks(False, 1))
         ds = chunks(shuffle, None if repeat else 1)
         ds = seqio.LMFeatureConverter(pack=True)(ds, {"targets": seq_len})
         ds = ds.map(lambda ex: {
@@ -240,6 +245,8 @@ class RowStream:
         self._block: dict[str, np.ndarray] = {}
         self._pos = 0
         self.rows = 0  # rows handed out; informational, saved in the state
+        with native_log.quiet():  # the first block now, while nothing else prints
+            self._fill()
 
     def _check_nonempty(self, dataset: tf.data.Dataset) -> None:
         try:
@@ -256,18 +263,22 @@ class RowStream:
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self
 
+    def _fill(self) -> None:
+        """The next block of rows from TF (StopIteration at the end of a finite stream)."""
+        try:
+            block = next(self._iterator)
+        except StopIteration:
+            if self.rows == 0:
+                raise self._no_documents() from None
+            raise
+        except tf.errors.OpError as e:
+            raise ValueError(f"{self._where}: reading failed: {e.message}") from e
+        self._block = {k: v.numpy() for k, v in block.items()}
+        self._pos = 0
+
     def __next__(self) -> dict[str, np.ndarray]:
         if self._pos == len(self._block.get("inputs", ())):
-            try:
-                block = next(self._iterator)
-            except StopIteration:
-                if self.rows == 0:
-                    raise self._no_documents() from None
-                raise
-            except tf.errors.OpError as e:
-                raise ValueError(f"{self._where}: reading failed: {e.message}") from e
-            self._block = {k: v.numpy() for k, v in block.items()}
-            self._pos = 0
+            self._fill()
         row = {k: v[self._pos] for k, v in self._block.items()}
         self._pos += 1
         self.rows += 1

@@ -120,7 +120,9 @@ def train_tokenizer(data_dir: str = DEFAULT_DATA_DIR, vocab_size: int = 8192,
 def load_vocabulary(path_or_none: str | None):
     """A seqio vocabulary: `SentencePieceVocabulary(path)`, or `ByteVocabulary()` for
     "byte" or None. seqio (and TensorFlow) are imported here, not at module import."""
-    import seqio  # pylint: disable=import-outside-toplevel
+    from data import native_log
+    with native_log.quiet():  # TensorFlow's C++ start-up lines
+        import seqio  # pylint: disable=import-outside-toplevel
 
     if path_or_none is None or path_or_none == "byte":
         return seqio.ByteVocabulary()

@@ -23,9 +23,8 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 
-def _manager(directory: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                           read_only=read_only)
+def _manager(directory: str, keep: int = 3) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
@@ -127,14 +126,15 @@ def load_params(path: str, abstract_params) -> tuple:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"config.init_from={path!r}: no checkpoint directory there; give a "
                                 "workdir of an earlier run or its checkpoints/ folder")
-    mngr = _manager(directory, read_only=True)
-    step = mngr.latest_step()
-    if step is None:
+    steps = [int(n) for n in os.listdir(directory) if n.isdigit()]  # orbax: finished steps only
+    if not steps:
         raise FileNotFoundError(f"config.init_from={path!r}: {directory} holds no checkpoint")
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_params)))
-    mngr.close()
-    return restored.params, step
+    step = max(steps)
+    # The params item alone, read directly: no manager (which would warn that it is read-only).
+    with ocp.StandardCheckpointer() as reader:
+        params = reader.restore(os.path.join(os.path.abspath(directory), str(step), "params"),
+                                abstract_params)
+    return params, step
 
 
 def _gather_json(tree: dict) -> list:

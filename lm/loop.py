@@ -233,10 +233,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                     last_eval = _eval(rt, state.params, eval_sets, step)
                     for m in methods:
                         m.observe_eval(last_eval)
-                    scalars = last_eval.scalars()
-                    writer.write(step, scalars)
-                    writer.note(f"step {step}: " + "  ".join(
-                        f"{k} {v:.4f}" for k, v in scalars.items() if k.endswith("loss")))
+                    writer.write(step, last_eval.scalars())
+                    writer.note(metrics_lib.eval_table(f"eval at step {step}", last_eval.loss, names))
                 for m in acting:
                     if metrics := m.act(context(step, state)):
                         writer.write(step, metrics)

@@ -8,6 +8,7 @@ the wall time of every invocation up to each step (not the time lost to a crash)
 import json
 import os
 import time
+from typing import Sequence
 
 import numpy as np
 import tqdm
@@ -88,3 +89,19 @@ def _truncate_after(path: str, step: int) -> list[dict]:
 def read_metrics(workdir: str) -> list[dict]:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def eval_table(title: str, losses: dict, training: Sequence[str]) -> str:
+    """The per-domain eval losses as a short table under `title`: training domains with their
+    mean, then held-out domains with theirs."""
+    lines = [f"{title} (loss, nats/token)"]
+    for label, names in (("training", [n for n in training if n in losses]),
+                         ("held-out", [n for n in losses if n not in training])):
+        if not names:
+            continue
+        values = [losses[n] for n in names] + [float(np.mean([losses[n] for n in names]))]
+        widths = [max(len(n), 6) for n in names] + [6]
+        lines.append("  " + " " * 10 + " ".join(n.rjust(w) for n, w in zip(names + ["mean"],
+                                                                        widths)))
+        lines.append(f"  {label:<10}" + " ".join(f"{v:{w}.3f}" for v, w in zip(values, widths)))
+    return "\n".join(lines)

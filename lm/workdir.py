@@ -18,7 +18,7 @@ CONFIG_FILE = "config.json"
 MAY_DIFFER = ("train.run_steps", "train.progress_bar", "train.log_every", "train.eval_every",
               "train.checkpoint_every", "train.keep_checkpoints", "train.peak_flops",
               "data.prefetch", "data.eval_rows", "data.data_dir", "data.tfds_data_dir",
-              "mesh.", "init_from")
+              "eval.", "sample.", "mesh.", "init_from")
 
 
 def _as_json(cfg: ml_collections.ConfigDict) -> dict:

@@ -11,6 +11,10 @@ Prediction, written before the run: no clear difference on the mean eval loss ov
 training domains at this scale (300 steps at vocabulary 8192 end near 5.8 nats: the model has
 barely left unigram statistics, and the paper's gains came from 20k-step runs); if anything,
 LinUpper slightly worse (it down-weights the easy rows the model is still learning from).
+
+Measured (2026-12-01, 2-core CPU): the prediction was wrong. Mean over the training domains,
+paired by seed: LinUpper +0.241 [+0.089, +0.392] nats, Quadratic +0.065 [+0.041, +0.089]: both
+clearly worse, math the most (+0.75 and +0.22). Held-out domains: no clear difference.
 """
 
 from configs.compare import base
