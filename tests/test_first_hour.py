@@ -109,3 +109,20 @@ def test_a_default_run_prints_no_library_info_lines(corpus, trained, tmp_path):
     assert "eval at step 2" in text and "training" in text, text[-2000:]
     assert not [n for n in NOISE if n in text], [line for line in text.splitlines()
                                                  if any(n in line for n in NOISE)]
+
+
+def test_plots_label_every_line_and_skip_what_shows_nothing(tmp_path):
+    from lm import plots
+    lines = [{"step": s, "train/a/loss": 3.0, "train/a/mean_weight": w, "eval/a/loss": 3.0 - s / 10,
+              "eval/held/loss": 4.0, "eval/loss": 3.5, "eval/loss_domain_mean": 3.5}
+             for s, w in ((1, 1.0), (2, 1.0))]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(m) + "\n" for m in lines)
+    assert set(plots._series(lines, "eval", "loss")) == {"a", "held"}  # no aggregate line
+    assert [os.path.basename(p) for p in plots.plot_run(str(tmp_path))] == ["eval_loss.png"]
+    lines[1]["train/a/mean_weight"] = 1.3  # a weighter moved it
+    lines[0]["mixture/a/weight"] = 1.0
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(m) + "\n" for m in lines)
+    assert [os.path.basename(p) for p in plots.plot_run(str(tmp_path))] == [
+        "eval_loss.png", "domain_weights.png", "mixture_weights.png"]
