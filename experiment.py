@@ -11,11 +11,12 @@ import contextlib
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from data.mixing import parse_weights
 from lm import checkpoint, loop, sharding, validation
@@ -65,7 +66,16 @@ class Seqio:
     def vocab(self):
         if self._vocab is None:
             from data import tokenizer
-            vocab = tokenizer.load_vocabulary(self.vocab_path())
+            path, d = self.vocab_path(), self.cfg.data
+            if d.vocab == "builtin" and not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"config.data.vocab='builtin' reads the corpus tokenizer of config.model."
+                    f"vocab_size={self.cfg.model.vocab_size} under config.data.data_dir="
+                    f"{d.data_dir!r}, and {path} does not exist: build it with `python -m "
+                    f"data.tokenizer --data_dir={d.data_dir} --vocab_size="
+                    f"{self.cfg.model.vocab_size}`, or set config.data.vocab to 'byte' or a "
+                    "SentencePiece model file")
+            vocab = tokenizer.load_vocabulary(path)
             if vocab.vocab_size > self.cfg.model.vocab_size:
                 raise ValueError(f"config.model.vocab_size={self.cfg.model.vocab_size} is "
                                  f"smaller than the tokenizer's {vocab.vocab_size} ids: raise it")
@@ -79,6 +89,30 @@ class Seqio:
     def _common(self, global_batch: int, index: int, count: int) -> dict:
         return dict(vocab=self.vocab(), seq_len=self.cfg.data.seq_len, global_batch=global_batch,
                     process_index=index, process_count=count, data_dir=self.cfg.data.data_dir)
+
+    def check(self, train: bool) -> list[str]:
+        """Every problem of the files a run reads (`data.records`): each training domain's
+        train split when training, each eval domain's validation split (skipped with
+        config.data.check_records=False: the pipeline then stops at the first it reads);
+        then the vocabulary."""
+        from data import records
+        problems = []
+        if not self.cfg.data.check_records:
+            return problems + self._vocab_problems()
+        splits = ([(s, "train") for s in self.specs] if train else []) + [
+            (s, "validation") for s in self.eval_specs]
+        for spec, split in splits:
+            if spec.kind != "tfds" and not records.remote(spec.pattern):
+                problems += records.check(spec.name, spec.kind, spec.pattern, split,
+                                          spec.text_key, spec.unsplit)
+        return problems + self._vocab_problems()
+
+    def _vocab_problems(self) -> list[str]:
+        try:
+            self.vocab()
+        except (ValueError, FileNotFoundError) as e:
+            return [str(e)]
+        return []
 
     def build(self, train: bool) -> Data:
         from data import pipeline
@@ -134,6 +168,9 @@ class Synthetic:
     def token_counts(self) -> None:
         return None
 
+    def check(self, train: bool) -> list[str]:
+        return []  # generated rows: nothing to read
+
     def build(self, train: bool) -> Data:
         it = self._mixture(self.cfg.train.batch_size, jax.process_index(), jax.process_count())
         return Data(it if train else None, it.eval_batches(self.cfg.data.eval_rows),
@@ -165,6 +202,9 @@ class Lego:
 
     def token_counts(self) -> None:
         return None
+
+    def check(self, train: bool) -> list[str]:
+        return []  # generated rows: nothing to read
 
     def build(self, train: bool) -> Data:
         common = dict(global_batch=self.cfg.train.batch_size, process_index=jax.process_index(),
@@ -248,22 +288,102 @@ class Experiment:
                           eval_sets=self.data.eval_sets, weighter=self.weighter,
                           methods=self.methods, devices=devices)
 
-    def evaluate(self, checkpoint: str, devices=None):
-        """The eval sets' losses under the params of `checkpoint` (a workdir)."""
+    def evaluate(self, checkpoint: str, devices=None, field: str = "the checkpoint"):
+        """The eval sets' losses under the params of `checkpoint` (a workdir); `field` is
+        what error messages call it."""
         return loop.evaluate(self.cfg, checkpoint, eval_sets=self.data.eval_sets,
-                             devices=devices)
+                             devices=devices, field=field)
 
 
-def build(cfg: ml_collections.ConfigDict, *, train: bool = True,
-          data: Data | None = None) -> Experiment:
-    """The methods first (their config errors come before any data is read), then the data
-    unless given (its domains are then the methods' too); `train=False` builds no training
-    pipeline and no method (evaluation runs none)."""
-    source = source_of(cfg)
-    env = Env(cfg, source, data.domain_names if data else None)
-    weighter = registry.make_weighter(cfg, env) if train else Uniform()
-    methods = registry.make_host_methods(cfg, env) if train else []
+def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: Data | None = None,
+          problems: Sequence[str] = ()) -> Experiment:
+    """Checks everything, then builds: the data source, the mixture weights, the methods
+    and, unless `data` is given (its domains are then the methods' too), every record of the
+    files to read; all problems found, with `problems` (e.g. the core config's), go in one
+    error before any pipeline is built. `train=False` builds no training pipeline and no
+    method (evaluation runs none)."""
+    found = list(problems)
+
+    def attempt(build_one, default=None):
+        try:
+            return build_one()
+        except (ValueError, FileNotFoundError) as e:
+            found.append(str(e))
+            return default
+
+    source = attempt(lambda: source_of(cfg))
+    weighter, methods = Uniform(), []
+    if source is not None:
+        env = Env(cfg, source, data.domain_names if data else None)
+        if train:
+            attempt(lambda: _check_weights(cfg, env.domain_names))
+            weighter = attempt(lambda: registry.make_weighter(cfg, env), Uniform())
+            methods = attempt(lambda: registry.make_host_methods(cfg, env), [])
+        if data is None:
+            found += source.check(train)
+    if found:
+        raise ValueError(f"{len(found)} problem(s) before any work:\n  " + "\n  ".join(found))
     return Experiment(cfg, data or source.build(train), weighter, methods)
+
+
+def warnings_of(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Settings that run but are probably not what was meant, one line each."""
+    from configs import base
+    out, t = [], cfg.train
+    if t.warmup_steps >= t.steps:
+        out.append(f"config.train.warmup_steps={t.warmup_steps} is not below config.train.steps="
+                   f"{t.steps}: the learning rate never reaches config.train.lr={t.lr}")
+    default = base.get_config().reweight
+    for (field, name), keys in registry.FIELDS.items():
+        chosen = cfg.reweight[field]
+        if chosen == name:
+            continue
+        for key in keys:
+            value, was = cfg.reweight[key], default[key]
+            if (value.to_dict() if hasattr(value, "to_dict") else value) != (
+                    was.to_dict() if hasattr(was, "to_dict") else was):
+                out.append(f"config.reweight.{key} is set, but config.reweight.{field}="
+                           f"{chosen!r} (not {name!r}) does not read it")
+    return out
+
+
+def workdir_problems(cfg: ml_collections.ConfigDict, workdir: str) -> list[str]:
+    """Whether a run can write `workdir`: a directory, writable, with room for a checkpoint
+    (the params and AdamW's two moments, float32) beyond what it holds."""
+    import shutil
+    import jax.numpy as jnp
+    from lm import train as train_lib
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        return [f"--workdir={workdir} is a file, not a directory: choose a directory"]
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".probe-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        return [f"--workdir={workdir} cannot be written ({e.strerror}): choose a writable "
+                "directory"]
+    tokens = jnp.zeros((1, cfg.data.seq_len), jnp.int32)
+    try:
+        shapes = jax.eval_shape(lambda: train_lib.make_model(cfg).init(
+            jax.random.key(0), tokens, tokens, tokens))
+    except Exception:  # an invalid model config: the core checks report it
+        return []
+    params = sum(x.size for x in jax.tree.leaves(shapes))
+    need, free = 3 * 4 * params, shutil.disk_usage(workdir).free
+    if free < need:
+        return [f"--workdir={workdir} has {free / 1e6:.1f} MB free, and one checkpoint of this "
+                f"model takes about {need / 1e6:.1f} MB ({params:,} params, AdamW's moments): "
+                "free some space or choose another --workdir"]
+    return []
+
+
+def _check_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> None:
+    try:
+        parse_weights(cfg.data.weights, names)
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"config.data.weights={cfg.data.weights!r}: {e}") from None
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
@@ -272,26 +392,35 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
     before any work. Returns the last evaluation's scalars ({} if none ran), with "preempted"
     if stopped early; eval.json gets them (a finished run's file is kept)."""
     sharding.maybe_initialize_distributed(cfg.mesh)
-    validation.validate_config(cfg, jax.device_count(), jax.process_count())
+    problems = validation.problems(cfg, jax.device_count(), jax.process_count())
     if mode == "train":
+        problems += workdir_problems(cfg, workdir)
         workdir_lib.check_resume(cfg, workdir, has_checkpoint=checkpoint.has_checkpoint(workdir),
                                  allow_config_change=allow_config_change)
     if cfg.init_from:
         workdir_lib.check_model_matches(cfg, cfg.init_from)
     if mode == "eval" and not cfg.init_from:
-        workdir_lib.check_model_matches(cfg, workdir)
-    exp = build(cfg, train=mode == "train")
+        workdir_lib.check_model_matches(cfg, workdir, "--workdir")
+    exp = build(cfg, train=mode == "train", problems=problems)
     if mode == "train":
-        if jax.process_index() == 0:
-            workdir_lib.record(cfg, workdir)
+        for warning in warnings_of(cfg):
+            logging.warning(warning)
         result = exp.train(workdir, devices)
         evaluation, preempted = result.eval, result.preempted
     else:
-        evaluation, preempted = exp.evaluate(cfg.init_from or workdir, devices), False
-    scalars = evaluation.scalars() if evaluation is not None else {}
-    if jax.process_index() == 0 and evaluation is not None:  # a finished run keeps its file
-        with open(os.path.join(workdir, "eval.json"), "w") as f:
-            json.dump(scalars, f, indent=2)
+        evaluation, preempted = exp.evaluate(
+            cfg.init_from or workdir, devices,
+            "config.init_from" if cfg.init_from else "--workdir"), False
+    path = os.path.join(workdir, "eval.json")
+    if evaluation is None:  # trained to the end before: its last evaluation stands
+        scalars = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                scalars = json.load(f)
+    else:
+        scalars = evaluation.scalars()
+        if jax.process_index() == 0:
+            workdir_lib.write_atomic(path, json.dumps(scalars, indent=2))
     return scalars | ({"preempted": result.step} if preempted else {})
 
 

@@ -12,6 +12,8 @@ whatever the run's methods write (e.g. mixture.txt for DoReMi).
 
 import json
 import os
+import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -27,6 +29,23 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    """Runs the mode; on any error prints it and exits with status 1 at once. After an error,
+    TensorFlow's input threads can deadlock the interpreter's shutdown (seen with a bad JSONL
+    record), so the exit skips it; the loop has closed the checkpoints and logs by then."""
+    try:
+        _main(argv)
+    except Exception as e:  # SystemExit and KeyboardInterrupt keep their own exits
+        if isinstance(e, (ValueError, FileNotFoundError, FloatingPointError)) and not \
+                FLAGS["verbosity"].present:  # bad input: the message says what and how to fix
+            print(f"error: {e}\n(--verbosity=0 shows the traceback)", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _main(argv):
     del argv
     cfg, workdir = FLAGS.config, FLAGS.workdir
     if FLAGS["verbosity"].present:  # the libraries' own logs, as absl's --verbosity asks

@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.source = "seqio"  # seqio (tokenized text files per domain) | synthetic (Markov text, tests)
     # Built-in names (books,reference,code,dialogue,technical,math) or "name=GLOB" entries, e.g.
-    # "mine=/data/mine/{split}-*.jsonl", "notes=text:/data/notes/*.txt", "wiki=tfds:wiki:1.0.0".
+    # "mine=/data/mine/{split}-*.jsonl", "notes=text:/data/notes/{split}*.txt", "wiki=tfds:wiki:1.0.0".
     c.data.domains = "books,reference,code,dialogue,technical,math"
     c.data.data_dir = "data_cache"  # where `python -m data.corpus` built the corpus and tokenizer
     c.data.vocab = "builtin"  # builtin (the corpus BPE of model.vocab_size) | byte | path/to.model
@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.shuffle_buffer_size = 1024  # chunks in each domain's shuffle buffer
     c.data.eval_rows = 64  # validation rows per domain at each eval
     c.data.prefetch = 2  # batches a background thread draws and puts on device ahead of the step
+    c.data.check_records = True  # read every record before training (~40 MB/s on 2 cores)
     # lego only (data/lego.py): skills are the depths 1..k of a chain of k binary variables.
     c.data.lego_k = 5  # variables per example = number of skills
     c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)

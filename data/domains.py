@@ -3,7 +3,8 @@
 Config format (`config.data`):
   domains:       "books,code,math" (built-in names, comma-separated) or a list of strings,
                  each a built-in name or "name=SOURCE", SOURCE one of
-                   "path/{split}-*.jsonl"  JSONL, kind from the .jsonl/.json suffix
+                   "path/{split}-*.jsonl"  JSONL, kind from the .jsonl/.json suffix (.gz:
+                                           gzipped, read through gzip)
                    "path/{split}*.txt"     text, one document per line (any other suffix)
                    "jsonl:GLOB" / "text:GLOB"  the kind said explicitly
                    "tfds:NAME:VERSION"     a TFDS dataset built under tfds_data_dir
@@ -80,7 +81,7 @@ def parse_domain(entry: str, data_dir: str = "", text_key: str = "text",
         return DomainSpec(name, "tfds", rest, text_key, tfds_data_dir)
     if kind in ("jsonl", "text") and rest:
         return DomainSpec(name, kind, rest, text_key)
-    kind = "jsonl" if source.endswith((".jsonl", ".json")) else "text"
+    kind = "jsonl" if source.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")) else "text"
     return DomainSpec(name, kind, source, text_key)
 
 

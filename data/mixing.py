@@ -223,12 +223,19 @@ def parse_weights(weights: str | Sequence[float] | Mapping[str, float] | None,
         parts = [p.strip() for p in weights.split(",") if p.strip()]
         try:
             if all(":" in p for p in parts):
-                weights = {k.strip(): float(v) for k, v in (p.split(":", 1) for p in parts)}
+                pairs = [(k.strip(), float(v)) for k, v in (p.split(":", 1) for p in parts)]
             else:
-                weights = [float(p) for p in parts]
+                pairs, weights = None, [float(p) for p in parts]
         except ValueError:
             raise ValueError(f"cannot parse weights {weights!r}: write 'uniform', "
                              "comma-separated floats, or 'name:w,...'") from None
+        if pairs is not None:
+            seen = [k for k, _ in pairs]
+            twice = sorted({k for k in seen if seen.count(k) > 1})
+            if twice:
+                raise ValueError(f"weights {weights!r} name domain(s) {twice} more than once: "
+                                 "give each domain one weight")
+            weights = dict(pairs)
     return validate_weights(weights, domain_names)
 
 

@@ -21,9 +21,13 @@ def natural_token_counts(specs: Sequence[DomainSpec], vocab_path: str | None,
                          sample_bytes: int = 1 << 18) -> np.ndarray:
     """Estimated training tokens per domain: the train files' bytes times tokens per byte
     measured on the first `sample_bytes` of each domain's first file (vocab_path: a
-    SentencePiece model, or None for byte tokens). Reads no TensorFlow; about a second."""
+    SentencePiece model, or None for byte tokens; a .gz file counts its compressed bytes,
+    the sample's tokens per compressed byte measured alike). Reads no TensorFlow; about a
+    second."""
     import glob
     import json
+
+    from data import records
 
     sp = None
     if vocab_path is not None:
@@ -38,11 +42,8 @@ def natural_token_counts(specs: Sequence[DomainSpec], vocab_path: str | None,
         if not files:
             raise FileNotFoundError(f"domain {spec.name!r}: no train files match "
                                     f"{spec.pattern!r}; build the corpus or fix the glob")
-        lines, used = [], 0
-        with open(files[0], "rb") as f:
-            while used < sample_bytes and (line := f.readline()):
-                lines.append(line.decode("utf-8", errors="replace"))
-                used += len(line)
+        raw_lines, used = records.sample_lines(files[0], sample_bytes)
+        lines = [line.decode("utf-8", errors="replace") for line in raw_lines]
         texts = [json.loads(l)[spec.text_key] for l in lines if l.strip()] \
             if spec.kind == "jsonl" else lines
         tokens = sum(len(sp.encode(t)) if sp else len(t.encode("utf-8")) for t in texts)

@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import zlib
 from typing import Any, Iterator
@@ -42,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from data import native_log
+from data import native_log, records
 from data.domains import DomainSpec
 
 with native_log.quiet():  # TensorFlow's C++ start-up lines
@@ -72,54 +73,45 @@ def task_name(spec: DomainSpec, vocab: seqio.Vocabulary) -> str:
 
 
 def _parse_lines(kind: str, text_key: str, filename: bytes, linenos: np.ndarray,
-                 lines: np.ndarray) -> np.ndarray:
-    """Turns raw lines into document texts ('' for blank lines); raises on bad lines."""
-    out = []
+                 lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw lines -> (document pieces, whether each is its document's last); a blank line is
+    one empty piece. Raises on a bad line (data.records)."""
+    texts, last = [], []
     for lineno, raw in zip(linenos, lines):
-        where = f"{filename.decode(errors='replace')}:{lineno}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(
-                f"{where}: not valid UTF-8 ({e}); repair the file, e.g. "
-                "`iconv -f utf-8 -t utf-8 -c`") from None
-        if kind == "text" or not line.strip():
-            out.append(line.encode("utf-8"))
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not valid JSON ({e}); each line must be one "
-                             "JSON object") from None
-        text = record.get(text_key) if isinstance(record, dict) else None
-        if not isinstance(text, str):
-            keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-            raise ValueError(f"{where}: no string field {text_key!r} (found {keys}); set "
-                             "the domain's text_key (config.data.text_key)")
-        try:
-            out.append(text.encode("utf-8"))
-        except UnicodeEncodeError as e:
-            raise ValueError(f"{where}: text is not valid UTF-8 ({e}); repair the "
-                             "file") from None
-    return np.array(out, dtype=object)
+        parts = records.pieces(records.parse_line(
+            kind, text_key, f"{filename.decode(errors='replace')}:{lineno}", raw))
+        texts += [p.encode("utf-8") for p in parts]
+        last += [False] * (len(parts) - 1) + [True]
+    return np.array(texts, dtype=object), np.array(last, dtype=bool)
 
 
-def _file_reader(kind: str, text_key: str):
-    """A seqio `read_file_fn`: a dataset of file names -> {"targets": document text}."""
+def _file_reader(kind: str, text_key: str, compression: str):
+    """A seqio `read_file_fn`: a dataset of file names -> {"targets": document piece,
+    "last": whether it ends its document}."""
 
     def read(filename: tf.Tensor) -> tf.data.Dataset:
-        lines = tf.data.TextLineDataset(filename).enumerate(start=1).batch(_LINES_PER_PARSE)
+        lines = tf.data.TextLineDataset(filename, compression_type=compression)
+        lines = lines.enumerate(start=1).batch(_LINES_PER_PARSE)
 
         def parse(linenos, batch):
-            texts = tf.numpy_function(
+            texts, last = tf.numpy_function(
                 lambda f, n, b: _parse_lines(kind, text_key, f, n, b),
-                [filename, linenos, batch], tf.string, stateful=False)
+                [filename, linenos, batch], (tf.string, tf.bool), stateful=False)
             texts.set_shape([None])
-            return {"targets": texts}
+            last.set_shape([None])
+            return {"targets": texts, "last": last}
 
         return lines.map(parse).unbatch()
 
     return read
+
+
+def _end_documents(dataset: tf.data.Dataset, eos_id: int) -> tf.data.Dataset:
+    """EOS after each document's last piece only (the tokenizer added none)."""
+    def end(ex):
+        eos = tf.cast(tf.fill([tf.cast(ex["last"], tf.int32)], eos_id), ex["targets"].dtype)
+        return {"targets": tf.concat([ex["targets"], eos], 0)}
+    return dataset.map(end)
 
 
 def _drop_empty(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -152,10 +144,11 @@ def register_task(spec: DomainSpec, vocab: seqio.Vocabulary) -> seqio.Task:
         return seqio.TaskRegistry.get(name)
     if spec.kind == "tfds":
         source = seqio.TfdsDataSource(tfds_name=spec.pattern, tfds_data_dir=spec.tfds_data_dir)
-        rekey = [lambda ds: ds.map(lambda ex: {"targets": ex[spec.text_key]})]
+        rekey = [lambda ds: ds.map(lambda ex: {"targets": ex[spec.text_key], "last": True})]
     else:
         source = seqio.FileDataSource(
-            read_file_fn=_file_reader(spec.kind, spec.text_key),
+            read_file_fn=_file_reader(spec.kind, spec.text_key,
+                                      "GZIP" if records.compressed(spec.pattern) else ""),
             split_to_filepattern=_split_globs(spec))
         rekey = []
     return seqio.TaskRegistry.add(
@@ -165,10 +158,19 @@ def register_task(spec: DomainSpec, vocab: seqio.Vocabulary) -> seqio.Task:
         preprocessors=rekey + [
             _drop_empty,
             lambda ds, output_features: seqio.preprocessors.tokenize(
-                ds, output_features, copy_pretokenized=False, with_eos=True),
+                ds, output_features, copy_pretokenized=False, with_eos=False),
+            lambda ds: _end_documents(ds, vocab.eos_id),
             split_into_chunks,
         ],
     )
+
+
+def _reason(error: tf.errors.OpError) -> str:
+    """What went wrong inside a TF error: the last Python error a parse step raised (it names
+    the file and line), else TF's own first line, without the graph node dump."""
+    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    return raised[-1].split(": ", 1)[1] if raised else f"reading failed: {lines[0]}"
 
 
 def _check_files(spec: DomainSpec, split: str, shard_index: int, shard_count: int) -> None:
@@ -220,7 +222,8 @@ class RowStream:
                     shard_info=seqio.ShardInfo(shard_index, shard_count),
                     num_epochs=num_epochs, try_in_mem_cache=False)
             except (ValueError, KeyError, tf.errors.OpError) as e:
-                raise ValueError(f"{self._where}: cannot read it: {e}") from e
+                text = str(e) if len(str(e)) < 600 else str(e)[:600] + " [...]"
+                raise ValueError(f"{self._where}: cannot read it: {text}") from e
 
         if repeat:  # an endless repeat of a source with no document would spin forever
             with native_log.quiet():  # the tokenizer kernel logs when it first runs
@@ -252,7 +255,7 @@ class RowStream:
         try:
             empty = not list(dataset.take(1))
         except tf.errors.OpError as e:
-            raise ValueError(f"{self._where}: reading failed: {e.message}") from e
+            raise ValueError(f"{self._where}: {_reason(e)}") from None
         if empty:
             raise self._no_documents()
 
@@ -272,7 +275,7 @@ class RowStream:
                 raise self._no_documents() from None
             raise
         except tf.errors.OpError as e:
-            raise ValueError(f"{self._where}: reading failed: {e.message}") from e
+            raise ValueError(f"{self._where}: {_reason(e)}") from None
         self._block = {k: v.numpy() for k, v in block.items()}
         self._pos = 0
 

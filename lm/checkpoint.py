@@ -52,16 +52,20 @@ class Checkpointer:
                 {"processes": _gather_json(method_state)})
         self._mngr.save(step, args=ocp.args.Composite(**items))
 
-    def restore_latest(self, abstract_state) -> tuple | None:
+    def restore_latest(self, abstract_state, apply=None) -> tuple | None:
         """(step, state, data_state, method_states) of the newest checkpoint that restores, or
-        None if there is none. A step that fails to restore (truncated or corrupt files) is
-        reported and moved aside to `<checkpoints>-corrupt/`, never deleted, and the one before
-        it is tried; if none restores, nothing is moved and the first error is raised."""
+        None if there is none. `apply(state, data_state, method_states)` puts the states to
+        use (the pipeline's, the methods'); a step whose files fail to restore (truncated,
+        corrupt) or whose items do not fit (apply raises) is reported and moved aside to
+        `<checkpoints>-corrupt/`, never deleted, and the one before it is tried; if none
+        restores, nothing is moved and the first error is raised."""
         failures = []
         for step in sorted(self._mngr.all_steps(), reverse=True):
             try:
                 restored = self.restore(step, abstract_state)
-            except Exception as e:  # orbax, tensorstore and JSON raise many kinds
+                if apply is not None:
+                    apply(*restored)
+            except Exception as e:  # orbax, tensorstore, JSON and the states' checks raise
                 failures.append((step, e))
                 continue
             for bad, error in failures:
@@ -118,23 +122,38 @@ def has_checkpoint(workdir: str) -> bool:
     return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 
-def load_params(path: str, abstract_params) -> tuple:
-    """(params, step) of the latest checkpoint under `path` (a workdir or its checkpoints/
-    folder), laid out as `abstract_params` says: for evaluation or continued training. Only the
-    params item is read, so the source run's optimizer, methods and data do not matter."""
+def load_params(path: str, abstract_params, field: str = "config.init_from") -> tuple:
+    """(params, step) of the newest checkpoint under `path` (a workdir or its checkpoints/
+    folder) whose params restore, laid out as `abstract_params` says: for evaluation or
+    continued training. Only the params item is read, so the source run's optimizer, methods
+    and data do not matter. An unreadable step is reported and the one before it read (nothing
+    is moved: the run may be someone else's); `field` is what error messages call `path`."""
     directory = checkpoint_dir(path) if os.path.isdir(checkpoint_dir(path)) else path
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"config.init_from={path!r}: no checkpoint directory there; give a "
+        raise FileNotFoundError(f"{field}={path!r}: no checkpoint directory there; give a "
                                 "workdir of an earlier run or its checkpoints/ folder")
-    steps = [int(n) for n in os.listdir(directory) if n.isdigit()]  # orbax: finished steps only
-    if not steps:
-        raise FileNotFoundError(f"config.init_from={path!r}: {directory} holds no checkpoint")
-    step = max(steps)
+    steps = sorted((int(n) for n in os.listdir(directory) if n.isdigit()), reverse=True)
+    if not steps:  # orbax names finished steps by number alone
+        raise FileNotFoundError(f"{field}={path!r}: {directory} holds no checkpoint")
+    failures = []
     # The params item alone, read directly: no manager (which would warn that it is read-only).
     with ocp.StandardCheckpointer() as reader:
-        params = reader.restore(os.path.join(os.path.abspath(directory), str(step), "params"),
-                                abstract_params)
-    return params, step
+        for step in steps:
+            try:
+                params = reader.restore(os.path.join(os.path.abspath(directory), str(step),
+                                                     "params"), abstract_params)
+            except Exception as e:  # orbax and tensorstore raise many kinds
+                failures.append((step, e))
+                continue
+            for bad, error in failures:
+                warnings.warn(f"checkpoint step {bad} of {directory} failed to restore "
+                              f"({type(error).__name__}: {str(error)[:300]}); using step "
+                              f"{step}", RuntimeWarning, stacklevel=2)
+            return params, step
+    step, error = failures[0]
+    raise RuntimeError(f"no checkpoint in {directory} has params that restore (tried steps "
+                       f"{steps}); the newest, step {step}, failed with {type(error).__name__}: "
+                       f"{error}") from error
 
 
 def _gather_json(tree: dict) -> list:

@@ -66,7 +66,8 @@ def launch(command: list[str], num_processes: int, devices_per_process: int,
             codes = [p.poll() for p in procs]
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
-                index, code = failed[0]
+                # A process killed by a signal is the cause; the others' errors follow from it.
+                index, code = min(failed, key=lambda f: (f[1] > 0, f[0]))
                 for p in procs:
                     if p.poll() is None:
                         p.kill()

@@ -6,6 +6,7 @@ checkpoint, or a host method's turn to act. The input pipeline, the weighter and
 methods come from the caller; this module knows only their interfaces (`reweight.interface`).
 """
 
+import contextlib
 import dataclasses
 import time
 from typing import Sequence
@@ -20,6 +21,7 @@ from lm import flops as flops_lib
 from lm import metrics as metrics_lib
 from lm import plots, prefetch, preemption, probe
 from lm import train as train_lib
+from lm import workdir as workdir_lib
 from lm.model import ModelConfig
 from reweight.interface import (BatchSource, DomainSums, EvalResult, HostContext, HostMethod,
                                 Uniform, Weighter)
@@ -65,14 +67,15 @@ def _ratio_se(loss_sum_R: np.ndarray, tokens_R: np.ndarray) -> float:
 
 
 def evaluate(cfg: ml_collections.ConfigDict, checkpoint: str, *, eval_sets: dict,
-             devices=None) -> EvalResult:
-    """Per-domain validation loss of the params of `checkpoint`'s latest step (a workdir or its
-    checkpoints/ folder); only the model config has to match the run that wrote it."""
+             devices=None, field: str = "the checkpoint") -> EvalResult:
+    """Per-domain validation loss of the params of `checkpoint`'s latest step that restores (a
+    workdir or its checkpoints/ folder); only the model config has to match the run that wrote
+    it. `field` is what error messages call `checkpoint`."""
     # The runtime's step needs a weighter; evaluation never runs it.
     rt = train_lib.build_runtime(cfg, Uniform(), len(eval_sets), devices,
                                  num_eval_domains=len(eval_sets))
     with rt.context():
-        params, step = ckpt_lib.load_params(checkpoint, rt.abstract.params)
+        params, step = ckpt_lib.load_params(checkpoint, rt.abstract.params, field)
         return _eval(rt, params, eval_sets, step)
 
 
@@ -122,22 +125,27 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
     is_main = jax.process_index() == 0
     t = cfg.train
 
-    with rt.context(), preemption.PreemptionGuard() as guard:
+    def apply(state, data_state, method_states):
+        for m in methods:  # before the pipeline: a method may move it (see HostMethod)
+            if m.name in method_states:
+                m.set_state(method_states[m.name])
+        source.set_state(data_state)
+
+    with rt.context(), preemption.PreemptionGuard() as guard, _hold(workdir):
         checkpointer = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
                                              keep=t.keep_checkpoints)
-        restored = checkpointer.restore_latest(rt.abstract)
+        restored = checkpointer.restore_latest(rt.abstract, apply=apply)
         if restored is not None:
-            start, state, data_state, method_states = restored
-            for m in methods:  # before the pipeline: a method may move it (see HostMethod)
-                if m.name in method_states:
-                    m.set_state(method_states[m.name])
-            source.set_state(data_state)
+            start, state, _, _ = restored
         else:
             start = 0
             state = rt.init_fn(jax.random.key(cfg.seed))
             if cfg.init_from:
                 state = state.replace(params=ckpt_lib.load_params(cfg.init_from,
                                                                    rt.abstract.params)[0])
+        if is_main:  # only now: a config whose checkpoint does not restore is not recorded
+            workdir_lib.record(cfg, workdir)
+        saved = restored is not None  # whether a checkpoint holds a good state
         end = t.steps if t.run_steps == 0 else min(t.steps, start + t.run_steps)
         writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=t.steps,
                                            enabled=is_main, progress_bar=t.progress_bar)
@@ -167,6 +175,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
 
         def report(step, device_metrics):
             nonlocal window_tokens, window_t0, nonfinite_run
+            kept = ("The last checkpoint is kept" if saved else
+                    "No checkpoint was written yet")
             m = jax.device_get(device_metrics)
             if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
                 what = (f"non-finite {'loss' if not np.isfinite(m['loss']) else 'gradient'} "
@@ -174,13 +184,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                         f"in the batch: {sorted({names[d] for d in m['domain_id']})}")
                 nonfinite_run += 1
                 if t.on_nonfinite == "stop":
-                    raise FloatingPointError(f"{what}. The last checkpoint is kept: lower train.lr, "
-                                             "check the data, or set train.on_nonfinite=skip")
+                    raise FloatingPointError(f"{what}. {kept}: lower train.lr, check the data, "
+                                             "or set train.on_nonfinite=skip")
                 if nonfinite_run > t.max_nonfinite_skips:
                     raise FloatingPointError(f"{what}: {nonfinite_run} updates in a row skipped "
                                              f"(train.max_nonfinite_skips={t.max_nonfinite_skips})"
-                                             ". The last checkpoint is kept: lower train.lr or "
-                                             "check the data")
+                                             f". {kept}: lower train.lr or check the data")
                 writer.note(f"{what}: update skipped ({nonfinite_run} in a row)")
             else:
                 nonfinite_run = 0
@@ -241,6 +250,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                 if save_now:
                     checkpointer.save(step, state, source.get_state(),
                                       {m.name: m.get_state() for m in methods})
+                    saved = True
                 batches.release(step)
                 # Keep eval and save time out of the tokens/s window.
                 window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0
@@ -258,6 +268,25 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
             m.write_outputs(workdir)
         plots.plot_run(workdir)
     return TrainResult(step=step, eval=last_eval, preempted=guard.requested)
+
+
+@contextlib.contextmanager
+def _hold(workdir: str):
+    """The workdir's lock, taken by process 0; if it cannot be, every process fails alike."""
+    with contextlib.ExitStack() as stack:
+        error = None
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(workdir_lib.lock(workdir))
+            except RuntimeError as e:
+                error = e
+        if jax.process_count() > 1:
+            failed = bool(multihost_utils.process_allgather(np.asarray(error is not None)).any())
+            if failed and error is None:
+                error = RuntimeError(f"process 0 could not take the lock of --workdir={workdir}")
+        if error is not None:
+            raise error
+        yield
 
 
 def _agreed(requested: bool, step: int, every: int) -> bool:

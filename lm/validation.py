@@ -14,7 +14,8 @@ from lm import model as model_lib
 from lm import sharding
 
 
-def _problems_of(cfg: ml_collections.ConfigDict, num_devices: int, process_count: int) -> list:
+def problems(cfg: ml_collections.ConfigDict, num_devices: int, process_count: int = 1) -> list:
+    """Every problem of the core config fields, one line each."""
     problems = []
 
     def need(ok, message):
@@ -127,6 +128,6 @@ def _problems_of(cfg: ml_collections.ConfigDict, num_devices: int, process_count
 def validate_config(cfg: ml_collections.ConfigDict, num_devices: int,
                     process_count: int = 1) -> None:
     """Raises one ValueError listing every problem of the core config fields."""
-    problems = _problems_of(cfg, num_devices, process_count)
-    if problems:
-        raise ValueError(f"{len(problems)} problem(s) in the config:\n  " + "\n  ".join(problems))
+    found = problems(cfg, num_devices, process_count)
+    if found:
+        raise ValueError(f"{len(found)} problem(s) in the config:\n  " + "\n  ".join(found))

@@ -6,8 +6,12 @@ checkpoint cadence, the mesh) may differ; everything else must match unless the 
 it, and the error names every differing field.
 """
 
+import contextlib
 import json
 import os
+import socket
+import time
+import warnings
 
 import ml_collections
 from flax.traverse_util import flatten_dict
@@ -18,6 +22,7 @@ CONFIG_FILE = "config.json"
 MAY_DIFFER = ("train.run_steps", "train.progress_bar", "train.log_every", "train.eval_every",
               "train.checkpoint_every", "train.keep_checkpoints", "train.peak_flops",
               "data.prefetch", "data.eval_rows", "data.data_dir", "data.tfds_data_dir",
+              "data.check_records",
               "eval.", "sample.", "mesh.", "init_from")
 
 
@@ -59,18 +64,27 @@ def check_resume(cfg: ml_collections.ConfigDict, workdir: str, *, has_checkpoint
 
 
 def record(cfg: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes the config the run trains with (after every check has passed)."""
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-        f.write(cfg.to_json_best_effort(indent=2))
+    """Writes the config the run trains with (once its checkpoint, if any, has restored)."""
+    write_atomic(os.path.join(workdir, CONFIG_FILE), cfg.to_json_best_effort(indent=2))
 
 
-def check_model_matches(cfg: ml_collections.ConfigDict, source: str) -> None:
+def write_atomic(path: str, text: str) -> None:
+    """The whole file or the old one, never half of it: a temp file renamed over `path`."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def check_model_matches(cfg: ml_collections.ConfigDict, source: str,
+                        field: str = "config.init_from") -> None:
     """Before loading params from another run (init_from, --mode=eval): the model configs must
-    agree, or the error names the field (orbax's own error names only array shapes)."""
+    agree, or the error names the field (orbax's own error names only array shapes). `field`
+    is what the error calls `source` (config.init_from, or --workdir for evaluation)."""
     if not os.path.isdir(source):
-        raise FileNotFoundError(f"config.init_from={source!r}: no checkpoint there; give the "
-                                "workdir of an earlier run or its checkpoints/ folder")
+        raise FileNotFoundError(f"{field}={source!r}: no checkpoint there; give the workdir of "
+                                "an earlier run or its checkpoints/ folder")
     old = recorded_config(source)
     if old is None or "model" not in old:
         return
@@ -80,3 +94,56 @@ def check_model_matches(cfg: ml_collections.ConfigDict, source: str) -> None:
     if diff:
         raise ValueError(f"the checkpoint in {source} was written by a model with another config; "
                          "set these fields as it had them:\n  " + "\n  ".join(diff))
+
+
+LOCK_FILE = "run.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+    """Holds the workdir for one run: a lock file naming this process and host, taken
+    atomically (O_EXCL) and removed on any exit. A second run meets a clear error naming the
+    holder; a lock left by a process that died on this host (kill -9) is taken over with a
+    warning. One process takes it for a multi-process run."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK_FILE)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%F %T")}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except (OSError, json.JSONDecodeError):  # being written, or removed meanwhile
+                time.sleep(0.05)
+                continue
+            if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+                warnings.warn(f"{path} was left by pid {holder.get('pid')}, which is no longer "
+                              "running (killed?); taking the workdir over", RuntimeWarning)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                continue
+            raise RuntimeError(
+                f"--workdir={workdir} is in use by another run: pid {holder.get('pid')} on "
+                f"{holder.get('host')}, since {holder.get('since')} ({path}). Wait for it to "
+                "end, use another --workdir, or, if that run is dead on another host, delete "
+                "the lock file") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)

@@ -34,6 +34,18 @@ SELECTORS = {
     "none": None,  # train on the mixture as drawn
     "mates": "reweight.mates:from_config",  # Yu et al. 2024
 }
+# The config.reweight fields only one method reads: set while another is chosen, they do
+# nothing (the run warns).
+FIELDS = {
+    ("instance", "loss_based"): ("strategy", "r", "d", "warmup_steps", "r_schedule", "r_start",
+                                 "r_schedule_steps"),
+    ("mixture", "schedule"): ("schedule",),
+    ("mixture", "upsample"): ("upsample",),
+    ("mixture", "doremi"): ("doremi",),
+    ("mixture", "odm"): ("odm",),
+    ("mixture", "skill_it"): ("skill_it",),
+    ("selector", "mates"): ("mates",),
+}
 
 
 def _factory(field: str, name: str, table: dict) -> Callable | None:

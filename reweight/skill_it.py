@@ -54,8 +54,9 @@ def parse_graph(spec: str, names: Sequence[str]) -> np.ndarray:
             raise ValueError(f"config.reweight.skill_it.graph={spec!r} is not a matrix literal: "
                              "write rows of comma-separated numbers separated by ';'") from None
     if graph.shape != (n, n) or not np.all(np.isfinite(graph)):
-        raise ValueError(f"skills graph must be a finite {n}x{n} matrix over {list(names)}, got "
-                         f"shape {graph.shape}: {graph.tolist()}")
+        raise ValueError(f"config.reweight.skill_it.graph={spec!r}: the skills graph must be a "
+                         f"finite {n}x{n} matrix over {list(names)}, got shape {graph.shape}: "
+                         f"{graph.tolist()}")
     return graph
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import experiment
@@ -81,6 +82,7 @@ class Recording:
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPILE_CACHE = os.path.join(tempfile.gettempdir(), f"lm-tests-jax-cache-{os.getuid()}")
 
 
 def main_command(workdir, *flags, processes: int = 1, devices: int = 1) -> tuple[list, dict]:
@@ -89,7 +91,10 @@ def main_command(workdir, *flags, processes: int = 1, devices: int = 1) -> tuple
     a config may name a test's own method ("test_module:factory")."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env |= {"JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])}
+            "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),
+            # The runs of a test compile the same programs: read them back from a cache.
+            "JAX_COMPILATION_CACHE_DIR": COMPILE_CACHE,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     args = [f"--workdir={workdir}", *flags]
     if processes == 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"

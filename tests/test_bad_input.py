@@ -112,6 +112,14 @@ CASES = {
     "too few weights": (_set(**{"data.weights": "1,1"}), r"one entry per domain \(3"),
     "missing weights file": (_set(**{"data.weights": "file:/no/such/mixture.txt"}),
                              r"weights file '/no/such/mixture\.txt' .* does not exist"),
+    "NaN weight": (_set(**{"data.weights": "1,nan,1"}),
+                   r"config\.data\.weights='1,nan,1': weights must be finite"),
+    "a domain weighted twice": (_set(**{"data.weights": "synthetic_0:1,synthetic_0:2"}),
+                                r"config\.data\.weights=.* name domain\(s\) \['synthetic_0'\] more "
+                                r"than once"),
+    "skills graph of the wrong size": (
+        _set(**{"reweight.mixture": "skill_it", "reweight.skill_it.graph": "1,0;0,1"}),
+        r"config\.reweight\.skill_it\.graph='1,0;0,1': the skills graph must be a finite 3x3"),
     "unknown source": (_set(**{"data.source": "nope"}), r"config\.data\.source='nope' is unknown"),
     # Data files (seqio).
     "no files": (lambda c, r: (_seqio(c, r), c.data.update(
@@ -121,7 +129,19 @@ CASES = {
     "not UTF-8": (lambda c, r: _seqio(c, r, b'{"text": "caf\xe9"}\n' * 5), r"not valid UTF-8"),
     "no text field": (lambda c, r: _seqio(c, r, b'{"body": "x"}\n' * 5),
                       r"no string field 'text'"),
-    "blank documents only": (lambda c, r: _seqio(c, r, b"\n\n\n"), r"yields no documents"),
+    "blank documents only": (lambda c, r: _seqio(c, r, b"\n\n\n"), r"hold no document"),
+    "a bad line deep in a file": (  # found before the first step, not when read at step 120
+        lambda c, r: _seqio(c, r, b'{"text": "a fine document"}\n' * 2999 + b"{oops\n" +
+                            b'{"text": "a fine document"}\n' * 1000),
+        r"train-00000-of-00001\.jsonl:3000: not valid JSON"),
+    "every problem at once": (
+        lambda c, r: (_seqio(c, r, b'{"body": 1}\n' * 3), c.train.update(lr=-1.0),
+                      c.data.update(weights="mine:2,mine:1")),
+        r"5 problem\(s\)(.|\n)*train\.lr(.|\n)*more than once(.|\n)*:1: no string field"),
+    "no built-in tokenizer of that size": (
+        lambda c, r: (_seqio(c, r), c.data.update(vocab="builtin"), c.model.update(vocab_size=4096)),
+        r"config\.data\.vocab='builtin' reads the corpus tokenizer of config\.model\.vocab_size="
+        r"4096 under config\.data\.data_dir"),
     "unknown built-in domain": (_set(**{"data.source": "seqio", "data.domains": "novels"}),
                                 r"unknown built-in domain\(s\) \['novels'\]"),
     "vocabulary too big for the model": (

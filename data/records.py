@@ -1,0 +1,160 @@
+"""A domain's records: the rules every reader shares, and the check of every record before work.
+
+A JSONL line is one JSON object with a string under the text key; a text line is one document;
+blank lines and empty texts are not documents. A line that is not valid UTF-8, not JSON or
+without the text field is an error naming the file and line (repair the file, e.g. `iconv -f
+utf-8 -t utf-8 -c`): skipping it would change what a domain holds without a word. Files ending
+in .gz are read through gzip.
+
+`check` reads every line of a split's files with these rules before any training, in Python
+(no TensorFlow), and reports every bad line it finds (up to a limit) at once, so that a bad
+record at line 3000 of 4000 stops the run before its first step, not at step 120. It costs one
+pass over the files: 4.6 s for the built-in corpus's 184 MB on this project's 2-core machine
+(~40 MB/s); `config.data.check_records=False` skips it for a corpus too large to read twice,
+and a bad record then stops the run when it is read, naming its file and line.
+
+Long documents are cut into pieces of at most MAX_PIECE_CHARS characters, at whitespace where
+there is some, before tokenizing, so that memory follows the piece, not the document (one
+42 MB line once took 24 GB); only a document's last piece ends in EOS, and the pieces stay in
+order in the stream, so the document reads on across them.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import zlib
+from typing import IO, Iterator
+
+MAX_PIECE_CHARS = 1 << 16  # ~16k BPE tokens: 128 rows of 128 tokens
+MAX_REPORTED = 10  # bad lines listed per split before the check stops reading
+
+
+def compressed(pattern: str) -> bool:
+    return pattern.endswith(".gz")
+
+
+def open_lines(path: str) -> IO[bytes]:
+    """The file's raw lines, through gzip for a .gz file."""
+    return gzip.open(path, "rb") if compressed(path) else open(path, "rb")
+
+
+def sample_lines(path: str, sample_bytes: int) -> tuple[list[bytes], int]:
+    """The first whole lines of a file, about `sample_bytes` of text, and how many bytes of the
+    file (compressed, for a .gz one) they took: for estimates per file byte."""
+    if not compressed(path):
+        lines, used = [], 0
+        with open(path, "rb") as f:
+            while used < sample_bytes and (line := f.readline()):
+                lines.append(line)
+                used += len(line)
+        return lines, used
+    inflate, text, consumed = zlib.decompressobj(wbits=31), b"", 0
+    with open(path, "rb") as f:
+        while len(text) < sample_bytes and (chunk := f.read(1 << 14)):
+            text += inflate.decompress(chunk)
+            consumed += len(chunk) - len(inflate.unused_data)
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(b"\n"):  # a line cut by the sample's end
+        kept = lines[:-1]
+        consumed = round(consumed * sum(map(len, kept)) / max(len(text), 1))
+        lines = kept
+    return lines, consumed
+
+
+def parse_line(kind: str, text_key: str, where: str, raw: bytes) -> str:
+    """A line's document text ('' for a blank line), the line without its newline; raises
+    ValueError naming `where`."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not valid UTF-8 ({e}); repair the file, e.g. "
+                         "`iconv -f utf-8 -t utf-8 -c`") from None
+    if kind == "text":
+        return line
+    if not line.strip():
+        return ""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e}); each line must be one JSON "
+                         "object") from None
+    text = record.get(text_key) if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{where}: no string field {text_key!r} (found {keys}); set the "
+                         "domain's text_key (config.data.text_key)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{where}: text is not valid UTF-8 ({e}); repair the file") from None
+    return text
+
+
+def pieces(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """`text` cut into consecutive pieces of at most `max_chars`, each cut just before a
+    whitespace character where the window has one; they join back to `text`."""
+    out, start = [], 0
+    while len(text) - start > max_chars:
+        end = start + max_chars
+        cut = max(text.rfind(" ", start + 1, end), text.rfind("\n", start + 1, end))
+        cut = cut if cut > start else end
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+def split_files(pattern: str, split: str, unsplit: str) -> list[str] | None:
+    """The sorted local files of `split` (None: the pattern serves no such split)."""
+    if "{split}" in pattern:
+        return sorted(glob.glob(pattern.format(split=split)))
+    return sorted(glob.glob(pattern)) if split == unsplit else None
+
+
+def _lines(files: list[str]) -> Iterator[tuple[str, bytes]]:
+    for path in files:
+        with open_lines(path) as f:
+            for lineno, raw in enumerate(f, start=1):
+                yield f"{path}:{lineno}", raw.rstrip(b"\n")
+
+
+def check(name: str, kind: str, pattern: str, split: str, text_key: str,
+          unsplit: str = "train") -> list[str]:
+    """Every problem of one split of a domain's files: no files, all empty, no document, or
+    bad lines (the first MAX_REPORTED); [] when every record reads."""
+    where = f"domain {name!r}"
+    files = split_files(pattern, split, unsplit)
+    if files is None:
+        return [f"{where}: pattern {pattern!r} has no '{{split}}' placeholder, so it serves only "
+                f"{unsplit!r}, not {split!r}; write the pattern with {{split}} (e.g. "
+                "'dir/{split}-*.jsonl') to give the domain that split, or evaluate the files as "
+                "they are with config.eval.domains"]
+    if not files:
+        shown = pattern.format(split=split) if "{split}" in pattern else pattern
+        return [f"{where}: no files match {shown!r} (split {split!r}); build the corpus first "
+                "(data/corpus.py) or fix the domain's glob / config.data.data_dir"]
+    if all(os.path.getsize(f) == 0 for f in files):
+        return [f"{where}: the {split!r} files matching {pattern!r} are all empty ({files}): "
+                "rebuild them or remove the domain"]
+    problems, documents = [], 0
+    for at, raw in _lines(files):
+        try:
+            documents += bool(parse_line(kind, text_key, at, raw))
+        except ValueError as e:
+            problems.append(f"{where}: {e}")
+            if len(problems) == MAX_REPORTED:
+                problems.append(f"{where}: (more bad lines may follow; fix these first)")
+                break
+    if not problems and not documents:
+        problems.append(f"{where}: the {split!r} files matching {pattern!r} hold no document "
+                        "(all empty or blank): fill them or remove the domain")
+    return problems
+
+
+def remote(pattern: str) -> bool:
+    """A pattern on a remote file system (gs://, s3://): read by TensorFlow, not checked here."""
+    return "://" in pattern
+
