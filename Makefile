@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup test test-slow demo corpus bench clean
+.PHONY: setup test test-slow demo corpus testbed bench clean
 
 setup: .venv/.installed
 
@@ -22,6 +22,11 @@ test-slow: setup
 corpus: setup
 	$(PY) -m data.corpus --data_dir=data_cache
 	$(PY) -m data.tokenizer --data_dir=data_cache --vocab_size=8192
+
+# The reproductions' testbed (configs/testbed.py): a 1024-piece BPE and the planted domains.
+testbed: corpus
+	$(PY) -m data.tokenizer --data_dir=data_cache --vocab_size=1024
+	$(PY) -m data.planted --data_dir=data_cache
 
 demo: corpus
 	$(PY) main.py --mode=compare --config=configs/compare/demo.py --workdir=workdirs/demo

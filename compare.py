@@ -254,10 +254,11 @@ class Run:
         return float(self.evals[-1].get(f"eval/{domain}/{what}", math.nan)) if self.evals \
             else math.nan
 
-    def curve(self) -> tuple[list, list]:
-        """(eval steps, mean eval loss over the training domains)."""
+    def curve(self, domains: list | None = None) -> tuple[list, list]:
+        """(eval steps, mean eval loss over `domains`, default the run's training domains)."""
+        domains = domains or self.train_domains
         return ([e["step"] for e in self.evals],
-                [float(np.mean([e.get(f"eval/{d}/loss", math.nan) for d in self.train_domains]))
+                [float(np.mean([e.get(f"eval/{d}/loss", math.nan) for d in domains]))
                  for e in self.evals])
 
 
@@ -324,9 +325,11 @@ def existing_runs(text: str) -> list[Run]:
 
 # The comparison.
 
-def summarize(runs: list[Run], baseline: str, confidence: float) -> dict:
+def summarize(runs: list[Run], baseline: str, confidence: float,
+              domains: list | None = None) -> dict:
     """Per arm and quantity, the estimate over ok runs and the paired difference from the
-    baseline with its verdict (see the module docstring)."""
+    baseline with its verdict (see the module docstring). The headline mean, its AUC and
+    steps-to-target are over `domains` (default: the baseline's training domains)."""
     ok = [r for r in runs if r.status == "ok"]
     arms = list(dict.fromkeys([baseline] + [r.arm for r in runs]))
     base_runs = [r for r in ok if r.arm == baseline]
@@ -334,15 +337,22 @@ def summarize(runs: list[Run], baseline: str, confidence: float) -> dict:
         raise ValueError(f"no run of the baseline arm {baseline!r} finished: nothing to compare "
                          "against (see the failures in its run.json files)")
     train_domains = base_runs[0].train_domains
+    headline = list(domains or train_domains)
+    missing = [(r.arm, r.seed, d) for r in ok for d in headline
+               if not math.isfinite(r.final(d))]
+    if domains and missing:
+        raise ValueError(f"config.compare.domains: every arm must evaluate {headline}; not "
+                         f"evaluated (arm, seed, domain): {missing[:5]}. Add them as eval-only "
+                         "domains (config.eval.domains) in the arms that do not train on them")
     heldout = list(dict.fromkeys(d for r in ok for d in r.heldout_domains))
     with_accuracy = [d for d in train_domains + heldout
                      if any(r.final(d, "accuracy") > 0 for r in ok)]
-    target = float(np.mean([r.curve()[1][-1] for r in base_runs]))
+    target = float(np.mean([r.curve(headline)[1][-1] for r in base_runs]))
     base_steps = base_runs[0].steps
 
     def quantities(r: Run) -> dict:
-        steps, curve = r.curve()
-        q = {"loss/train_mean": float(np.mean([r.final(d) for d in train_domains])),
+        steps, curve = r.curve(headline)
+        q = {"loss/train_mean": float(np.mean([r.final(d) for d in headline])),
              "auc/train_mean": paired_stats.curve_mean(steps, curve),
              "steps_to_target": paired_stats.first_step_at(steps, curve, target) / base_steps}
         if heldout:
@@ -359,7 +369,7 @@ def summarize(runs: list[Run], baseline: str, confidence: float) -> dict:
     names = list(next(iter(per_run.values())))
     out = {"baseline": baseline, "confidence": confidence, "target_loss": target,
            "baseline_steps": base_steps, "eval_rows": base_runs[0].eval_rows,
-           "train_domains": train_domains,
+           "train_domains": train_domains, "headline_domains": headline,
            "heldout_domains": heldout, "accuracy_domains": with_accuracy, "arms": {}}
     for arm in arms:
         mine = {seed: q for (a, seed), q in per_run.items() if a == arm}
@@ -418,6 +428,9 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
     def q(arm, name):
         return arms[arm]["quantities"].get(name, {"n": 0, "mean": math.nan})
 
+    if summary["headline_domains"] != summary["train_domains"]:
+        lines += [f"The headline loss, its AUC and steps-to-target are the mean over "
+                  f"{', '.join(summary['headline_domains'])} (config.compare.domains).", ""]
     lines += ["| arm | runs | loss, training domains | Δ | AUC of eval loss | Δ AUC | "
               "steps to baseline's final loss | tokens | FLOPs | train wall s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -493,7 +506,8 @@ def plot(runs: list[Run], summary: dict, workdir: str) -> list[str]:
     ok = [r for r in runs if r.status == "ok"]
     arms, baseline = list(summary["arms"]), summary["baseline"]
     written = []
-    curves = {arm: {r.seed: r.curve() for r in ok if r.arm == arm} for arm in arms}
+    curves = {arm: {r.seed: r.curve(summary["headline_domains"]) for r in ok if r.arm == arm}
+              for arm in arms}
     fig, (ax, dax) = plt.subplots(1, 2, figsize=(12, 4))
     for i, arm in enumerate(arms):
         if not curves[arm]:
@@ -582,12 +596,15 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         title = f"Comparison of existing runs: {', '.join(dict.fromkeys(r.arm for r in runs))}"
     else:
         pairs = [(arm, seed) for arm in c.arms.keys() for seed in seeds_of(cfg)]
-        todo = [(a, s) for a, s in pairs if _status(run_dir(workdir, a, s)) != "ok"]
+        # Seed by seed: a comparison stopped part-way leaves whole pairs to compare.
+        todo = sorted(((a, s) for a, s in pairs if _status(run_dir(workdir, a, s)) != "ok"),
+                      key=lambda p: (p[1], list(c.arms.keys()).index(p[0])))
         if todo:
             _train_all(cfg, workdir, todo)
         runs = [read_run(run_dir(workdir, a, s), a, s) for a, s in pairs]
         title = f"Comparison: {', '.join(c.arms.keys())}"
-    summary = summarize(runs, c.baseline, c.confidence)
+    headline = [d.strip() for d in c.domains.split(",") if d.strip()]
+    summary = summarize(runs, c.baseline, c.confidence, headline or None)
     write_markdown(summary, os.path.join(workdir, "compare.md"), title)
     write_csv(summary, os.path.join(workdir, "compare.csv"))
     with open(os.path.join(workdir, "compare.json"), "w") as f:

@@ -35,7 +35,12 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if s.num_trials < 2:
         raise ValueError(f"config.sweep.num_trials must be >= 2, got {s.num_trials}: the "
                          "regression needs several mixtures")
+    if s.dirichlet not in ("regmix", "scaled"):
+        raise ValueError(f"config.sweep.dirichlet={s.dirichlet!r} is unknown; use regmix (the "
+                         "reference's draws) or scaled")
     regmix.parse_strengths(s.dirichlet_strengths)
+    regmix.parse_range(s.strength_range)
+    regmix.tempered(np.ones(2), s.temperature)
     names, eval_names = experiment.domain_names(cfg)
     if s.target != "average" and s.target not in eval_names:
         raise ValueError(f"config.sweep.target={s.target!r} is not an eval domain; choose "
@@ -53,17 +58,26 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 
 
 def _caps(cfg, env):
-    target = cfg.sweep.target_tokens or (cfg.train.steps * cfg.train.batch_size *
-                                         cfg.data.seq_len)
-    return regmix.epoch_caps(env.token_counts(), target, cfg.sweep.max_epochs)
+    """Epoch caps for the run the mixture is for: sweep.target_tokens of it, or (0) as many
+    tokens as the domains hold, the reference's assumption (a weight may then be at most
+    max_epochs times the domain's natural share)."""
+    counts = env.token_counts()
+    if counts is None:
+        return None
+    return regmix.epoch_caps(counts, cfg.sweep.target_tokens or float(np.sum(counts)),
+                             cfg.sweep.max_epochs)
 
 
 def _draw(cfg: ml_collections.ConfigDict, n: int, stream: int) -> np.ndarray:
-    env = experiment.Env(cfg)
-    return regmix.draw_mixtures(np.random.default_rng([cfg.seed, stream]),
-                                env.weights(cfg.sweep.center),
-                                regmix.parse_strengths(cfg.sweep.dirichlet_strengths), n,
-                                min_weight=cfg.sweep.min_weight, caps=_caps(cfg, env))
+    env, s = experiment.Env(cfg), cfg.sweep
+    rng = np.random.default_rng([cfg.seed, stream])
+    if s.dirichlet == "regmix":
+        return regmix.draw_regmix(rng, env.weights(s.center), n, temperature=s.temperature,
+                                  strength_range=regmix.parse_range(s.strength_range),
+                                  min_weight=s.min_weight, caps=_caps(cfg, env))
+    return regmix.draw_mixtures(rng, env.weights(s.center),
+                                regmix.parse_strengths(s.dirichlet_strengths), n,
+                                min_weight=s.min_weight, caps=_caps(cfg, env))
 
 
 def draw_trials(cfg: ml_collections.ConfigDict) -> np.ndarray:

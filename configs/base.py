@@ -77,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.grad_clip = 1.0  # global-norm clip (0 = off)
     c.train.log_every = 10  # steps between metrics lines
     c.train.eval_every = 200  # steps between per-domain evals (0 = only at the end)
+    c.train.eval_at_start = False  # a fresh run also evaluates at step 0 (before any method acts)
     c.train.checkpoint_every = 200  # steps between checkpoints (and one at the end)
     c.train.keep_checkpoints = 3  # checkpoints kept on disk
     c.train.peak_flops = 0.0  # FLOP/s per device for MFU (0 = measure a matmul at start)
@@ -156,14 +157,21 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.odm = ml_collections.ConfigDict()
     c.reweight.odm.smoothing = 0.9  # a: reward R = a R + (1 - a) loss / pi
     c.reweight.odm.update_every = 10  # steps per bandit round
+    # exp3 (the paper's formula: reward loss / pi) | smoothed_mean (its repository: exp(loss))
+    c.reweight.odm.variant = "exp3"
 
     # --mode=sweep only (sweep.py, reweight/regmix.py): RegMix-style mixture sweep.
     c.sweep = ml_collections.ConfigDict()
     c.sweep.num_trials = 64  # proxy trainings, one per drawn mixture (>= 2)
-    c.sweep.center = "natural"  # WEIGHTS at the Dirichlet's mean
-    c.sweep.dirichlet_strengths = "0.3,1,3"  # concentration scales (> 0), cycled over trials
+    c.sweep.center = "natural"  # WEIGHTS the Dirichlet's prior is made from
+    # regmix (the reference: Dir(s * center^temperature), s log-uniform on strength_range) |
+    # scaled (Dir(s * K * center), s cycled over dirichlet_strengths)
+    c.sweep.dirichlet = "regmix"
+    c.sweep.temperature = 0.5  # regmix: the prior is center ** temperature, renormalised
+    c.sweep.strength_range = "0.1,5"  # regmix: 15 log-spaced strengths over LOW,HIGH
+    c.sweep.dirichlet_strengths = "0.3,1,3"  # scaled: concentration scales (> 0), cycled
     c.sweep.max_epochs = 4.0  # redraw a mixture that repeats a domain more often in target_tokens
-    c.sweep.target_tokens = 0  # tokens of the run the mixture is for (0 = a proxy's own tokens)
+    c.sweep.target_tokens = 0  # tokens of the run the mixture is for (0 = all the domains hold)
     c.sweep.min_weight = 0.01  # weights below this are zeroed (then renormalised)
     c.sweep.target = "average"  # eval domain whose loss to minimise, or average (training domains)
     c.sweep.regression = "ridge"  # ridge (linear) | gbm (gradient-boosted trees, scikit-learn)
@@ -182,6 +190,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Skills graph A[i, j] (training on i helps j): "" = identity, rows of a matrix literal
     # "1,0;1,1", or a .json file written by `main.py --mode=skill_graph`.
     c.reweight.skill_it.graph = ""
+    c.reweight.skill_it.off_diagonal_ones = 0.5  # written off-diagonal 1s become this (reference: 0.5)
     c.reweight.skill_it.eta = 0.5  # softmax temperature on A @ (summed eval losses)
     c.reweight.skill_it.window = 3  # evaluations summed per update (counts evals, not rounds)
     c.reweight.skill_it.update_every = 1000  # steps per round; weights recomputed each round

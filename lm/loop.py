@@ -152,6 +152,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
         flops_tok = flops_lib.flops_per_token(ModelConfig.from_config(cfg.model),
                                               cfg.data.seq_len)
         context = _context_maker(rt, source, names, flops_tok)
+        last_eval: EvalResult | None = None
+        if start == 0 and t.eval_at_start:
+            last_eval = _eval(rt, state.params, eval_sets, 0)
+            for m in methods:
+                m.observe_eval(last_eval)
+            writer.write(0, last_eval.scalars())
+            writer.note(metrics_lib.eval_table("eval at step 0", last_eval.loss, names))
         if start == 0:
             for m in methods:
                 if m.acts_at(0) and (metrics := m.act(context(0, state))):
@@ -167,7 +174,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                     or any(m.acts_at(step) for m in methods))
 
         schedule = train_lib.make_schedule(t)
-        last_eval: EvalResult | None = None
         pending = None  # (step, device metrics) of the step dispatched last
         window_tokens, window_t0, nonfinite_run = 0.0, time.perf_counter(), 0
         batches = prefetch.Prefetcher(source, rt.global_batch, depth=cfg.data.prefetch,

@@ -1,17 +1,29 @@
 """Online Data Mixing (Albalak et al. 2023): an EXP3 bandit over domains, reward = loss.
 
 Every `update_every` steps (one bandit round t = 1, 2, ...), with pi the weights the round
-sampled from and L_i domain i's mean training token loss in the round:
+sampled from and L_i domain i's mean training token loss in the round, for the domains drawn
+in the round:
 
-  R_i <- a * R_i + (1 - a) * L_i / pi_i          (domains drawn in the round)
+  variant "exp3":           R_i <- a * R_i + (1 - a) * L_i / pi_i
+  variant "smoothed_mean":  R_i <- a * R_i + (1 - a) * exp(L_i)
   eps_t = min(1/K, sqrt(ln K / (K t)))
   pi_i  = (1 - K eps_t) * exp(eps_{t-1} R_i) / sum_j exp(eps_{t-1} R_j) + eps_t
 
-starting from R = 0, eps_0 = 1/K (so round 1 is uniform). In the paper each step draws ONE
-domain; here a round's batches mix domains drawn from pi, and every domain drawn in the round
-is rewarded, importance-weighted by 1/pi_i as EXP3 does for the pulled arm. The random draws
-are the input mixer's (its RNG is checkpointed); the policy itself is deterministic, and its
-state (R, t, pi) is checkpointed.
+starting from R = 0, eps_0 = 1/K (so round 1 is uniform). "exp3" is the paper's bandit as
+written (the importance weight 1/pi_i is EXP3's for the pulled arm); "smoothed_mean" is what
+the public repository's README names as the implementation behind the paper's results
+(alon-albalak/online-data-mixing, `SmoothedMeanWeightUpdater`, updated every step): no
+importance weight, and the reward is the exponentiated loss (the batch's perplexity), so it
+is unbounded and the policy leaves uniform fast. With exp3 and a bounded reward, weights stay
+near uniform (fixed losses 2.5-5.5 over 6 domains, a = 0.9: within [0.14, 0.21] after 30
+rounds, where smoothed_mean gives the hardest domain 0.51, all that exploration leaves).
+Either way loss is the reward: a domain that stays hard, pure noise above all, gains weight.
+That is a property of the method, not a bug.
+
+In the paper each step draws ONE domain; here a round's batches mix domains drawn from pi, and
+every domain drawn in the round is rewarded (update_every=1 updates after every step, as the
+reference). The random draws are the input mixer's (its RNG is checkpointed); the policy itself
+is deterministic, and its state (R, t, pi) is checkpointed.
 """
 
 import math
@@ -28,14 +40,22 @@ def exploration(t: int, k: int) -> float:
     return 1.0 / k if t == 0 else min(1.0 / k, math.sqrt(math.log(k) / (k * t)))
 
 
+VARIANTS = ("exp3", "smoothed_mean")
+
+
 class ODM(MixturePolicy):
 
-    def __init__(self, names: Sequence[str], *, smoothing: float = 0.9, update_every: int = 10):
+    def __init__(self, names: Sequence[str], *, smoothing: float = 0.9, update_every: int = 10,
+                 variant: str = "exp3"):
         if not 0.0 <= smoothing < 1.0 or update_every < 1 or len(names) < 2:
             raise ValueError(f"ODM needs 0 <= smoothing < 1, update_every >= 1 and >= 2 domains;"
                              f" got smoothing={smoothing}, update_every={update_every}, "
                              f"domains={list(names)}")
+        if variant not in VARIANTS:
+            raise ValueError(f"config.reweight.odm.variant={variant!r} is unknown; use one of "
+                             f"{VARIANTS}")
         self.names, self.smoothing, self.update_every = list(names), smoothing, update_every
+        self.variant = variant
         k = len(self.names)
         self.rewards, self.rounds = np.zeros(k), 0
         self.pi = self._policy(1)
@@ -54,7 +74,9 @@ class ODM(MixturePolicy):
         a = self.smoothing
         for i, n in enumerate(self.names):
             if n in train_loss:
-                self.rewards[i] = a * self.rewards[i] + (1.0 - a) * train_loss[n] / self.pi[i]
+                reward = (train_loss[n] / self.pi[i] if self.variant == "exp3"
+                          else math.exp(train_loss[n]))
+                self.rewards[i] = a * self.rewards[i] + (1.0 - a) * reward
         self.rounds += 1
         self.pi = self._policy(self.rounds + 1)
         return self.pi
@@ -70,5 +92,5 @@ class ODM(MixturePolicy):
 
 def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> ODM:
     names = list(env.domain_names)
-    return ODM(names, smoothing=cfg.reweight.odm.smoothing,
-               update_every=cfg.reweight.odm.update_every)
+    o = cfg.reweight.odm
+    return ODM(names, smoothing=o.smoothing, update_every=o.update_every, variant=o.variant)

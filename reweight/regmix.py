@@ -1,7 +1,12 @@
 """RegMix (Liu et al. 2025): the math of a mixture sweep.
 
-Draw mixtures from a Dirichlet around a centre (the natural proportions), with the paper's
-safeguards (no domain repeated more than `max_epochs` times in the target run's tokens, tiny
+Draw mixtures from a Dirichlet around a centre (the natural proportions). By default as the
+reference code does (sail-sg/regmix, `mixture_config/synthesize_mixture.py`): the prior is the
+centre raised to a temperature of 0.5 and renormalised, and each draw's concentration is the
+prior times a strength picked at random from 15 log-spaced values over [0.1, 5], a total
+concentration below K for most draws, so many mixtures are spiky (a few domains hold most of
+the weight). The older "scaled" form, Dir(s * K * centre) with s cycled over a list, is far
+less spiky. Then the paper's safeguards (no domain repeated more than `max_epochs` times in the target run's tokens, tiny
 weights zeroed); regress the target validation loss on the mixture (ridge-regularised linear by
 default, gradient-boosted trees as an option); check the fit by its Spearman rank correlation
 on held-out trials; predict over many simulated mixtures and average the top k. Running the
@@ -27,6 +32,33 @@ def parse_strengths(text: str) -> list[float]:
     return values
 
 
+def parse_range(text: str) -> tuple[float, float]:
+    """"0.1,5" -> (low, high), 0 < low <= high."""
+    try:
+        low, high = (float(v) for v in str(text).split(","))
+    except ValueError:
+        low = high = -1.0
+    if not 0 < low <= high:
+        raise ValueError(f"config.sweep.strength_range={text!r} must be 'LOW,HIGH' with "
+                         "0 < LOW <= HIGH: the Dirichlet strengths of the reference's draws")
+    return low, high
+
+
+def tempered(center: np.ndarray, temperature: float) -> np.ndarray:
+    """center ** temperature, renormalised (zeros stay zero): the reference's prior."""
+    if not 0 < temperature <= 1:
+        raise ValueError(f"config.sweep.temperature={temperature} must be in (0, 1]: the "
+                         "prior is the centre to this power (the reference's 0.5)")
+    p = np.asarray(center, np.float64) ** temperature
+    return p / p.sum()
+
+
+def regmix_strengths(rng: np.random.Generator, n: int, low: float, high: float,
+                     grid: int = 15) -> np.ndarray:
+    """[n] strengths, each one of `grid` log-spaced values over [low, high] at random."""
+    return rng.choice(np.logspace(np.log10(low), np.log10(high), grid), size=n)
+
+
 def epoch_caps(counts: np.ndarray | None, target_tokens: float,
                max_epochs: float) -> np.ndarray | None:
     """Largest weight each domain may get: max_epochs * its tokens / the run's tokens."""
@@ -41,32 +73,55 @@ def epoch_caps(counts: np.ndarray | None, target_tokens: float,
 def draw_mixtures(rng: np.random.Generator, center: np.ndarray, strengths: Sequence[float],
                   n: int, *, min_weight: float = 0.0, caps: np.ndarray | None = None,
                   max_rounds: int = 1000) -> np.ndarray:
-    """[n, K] mixtures; row i comes from Dir(strengths[i % S] * K * center), with weights
-    below `min_weight` zeroed (then renormalised) and rows over `caps` redrawn. Domains with
-    zero centre weight stay at zero."""
+    """[n, K] mixtures; row i comes from Dir(strengths[i % S] * K * center) (the "scaled"
+    form), safeguarded as `_safeguarded`."""
     center = np.asarray(center, np.float64)
-    live = center > 0
+    k = (center > 0).sum()
     out = np.zeros((n, len(center)))
     for j, s in enumerate(strengths):
         rows = np.arange(j, n, len(strengths))
-        kept: list = []
-        for _ in range(max_rounds):
-            if len(kept) >= len(rows):
-                break
-            w = np.zeros((max(2 * (len(rows) - len(kept)), 16), len(center)))
-            w[:, live] = rng.dirichlet(s * live.sum() * center[live], size=len(w))
-            w[w < min_weight] = 0.0
-            total = w.sum(1, keepdims=True)
-            ok = total[:, 0] > 0
-            w = w / np.where(ok[:, None], total, 1.0)
-            if caps is not None:
-                ok &= (w <= caps + 1e-12).all(1)
-            kept.extend(w[ok][:len(rows) - len(kept)])
-        else:
-            raise ValueError(f"could not draw mixtures within the epoch caps {caps} (strength "
-                             f"{s}): raise config.sweep.max_epochs or lower target_tokens")
-        out[rows] = np.asarray(kept)[:len(rows)]
+        out[rows] = _safeguarded(rng, lambda m: np.full(m, s * k), center, len(rows),
+                                 min_weight, caps, max_rounds)
     return out
+
+
+def draw_regmix(rng: np.random.Generator, center: np.ndarray, n: int, *,
+                temperature: float = 0.5, strength_range: tuple[float, float] = (0.1, 5.0),
+                min_weight: float = 0.0, caps: np.ndarray | None = None,
+                max_rounds: int = 1000) -> np.ndarray:
+    """[n, K] mixtures as the reference draws them: Dir(s * tempered(center)), s one of 15
+    log-spaced strengths over `strength_range` per draw; safeguarded as `_safeguarded`."""
+    prior = tempered(center, temperature)
+    return _safeguarded(rng, lambda m: regmix_strengths(rng, m, *strength_range), prior, n,
+                        min_weight, caps, max_rounds)
+
+
+def _safeguarded(rng, concentration, prior, n, min_weight, caps, max_rounds) -> np.ndarray:
+    """n draws of Dir(c * prior), c = concentration(draws) per draw, with weights below
+    `min_weight` zeroed (then renormalised) and draws over `caps` redrawn. Domains with zero
+    prior stay at zero."""
+    live = prior > 0
+    kept: list = []
+    for _ in range(max_rounds):
+        if len(kept) >= n:
+            break
+        m = max(2 * (n - len(kept)), 16)
+        alpha = concentration(m)[:, None] * prior[live][None, :]
+        w = np.zeros((m, len(prior)))
+        # numpy's dirichlet takes one alpha vector: draw via gammas for per-row alphas.
+        g = rng.standard_gamma(alpha)
+        w[:, live] = g / np.maximum(g.sum(1, keepdims=True), 1e-300)
+        w[w < min_weight] = 0.0
+        total = w.sum(1, keepdims=True)
+        ok = total[:, 0] > 0
+        w = w / np.where(ok[:, None], total, 1.0)
+        if caps is not None:
+            ok &= (w <= caps + 1e-12).all(1)
+        kept.extend(w[ok][:n - len(kept)])
+    else:
+        raise ValueError(f"could not draw mixtures within the epoch caps {caps}: raise "
+                         "config.sweep.max_epochs or lower target_tokens")
+    return np.asarray(kept)[:n]
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

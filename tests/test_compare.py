@@ -173,3 +173,24 @@ def test_eval_standard_error_is_the_ratio_estimators():
             for i in rng.integers(0, 400, (2000, 400))]
     assert _ratio_se(np.append(loss_sums, 0.0), np.append(tokens, 0.0)) == pytest.approx(
         np.std(boot), rel=0.1)  # padding rows (no tokens) drop out
+
+
+def test_the_headline_mean_can_leave_out_the_junk_domains():
+    """compare.domains: the headline mean, AUC and steps-to-target over the clean domains only,
+    even for an arm that trains on other domains than the baseline."""
+    def run(arm, seed, clean, junk, domains):
+        evals = [{"step": s, "eval/a/loss": clean + 1 / s, "eval/b/loss": clean + 1 / s,
+                  "eval/junk/loss": junk} for s in (1, 2)]
+        return compare.Run(arm, seed, "", "ok", steps=2, eval_rows=8, train_domains=domains,
+                           evals=evals, tokens=1.0, flops=1.0, seconds=1.0)
+    runs = [run("base", s, 3.0 + 0.01 * s, 6.0, ["a", "b", "junk"]) for s in range(3)]
+    runs += [run("clean", s, 2.9 + 0.01 * s, 7.0, ["a", "b"]) for s in range(3)]
+    summary = compare.summarize(runs, "base", 0.95, ["a", "b"])
+    diff = summary["arms"]["clean"]["quantities"]["loss/train_mean"]["diff"]
+    assert diff["mean"] == pytest.approx(-0.1) and summary["headline_domains"] == ["a", "b"]
+    assert summary["arms"]["clean"]["quantities"]["loss/train_mean"]["verdict"] == "better"
+    # Without it, the baseline's training domains count: the junk makes "clean" look worse.
+    default = compare.summarize(runs, "base", 0.95)
+    assert default["arms"]["clean"]["quantities"]["loss/train_mean"]["diff"]["mean"] > 0
+    with pytest.raises(ValueError, match="config.compare.domains"):
+        compare.summarize(runs, "base", 0.95, ["a", "missing"])

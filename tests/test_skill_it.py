@@ -14,7 +14,7 @@ from configs import base
 from data import lego
 from helpers import TIMING, host_methods_of
 from lm.metrics import read_metrics
-from reweight.skill_it import SkillIt, parse_graph
+from reweight.skill_it import SkillIt, parse_graph, reference_edges
 
 NAMES = ["a", "b", "c"]
 GRAPH = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.5, 1.0]])
@@ -86,6 +86,24 @@ def test_state_round_trips_and_config_builds_it():
         SkillIt(NAMES, GRAPH, eta=0.0, window=1, update_every=1)
 
 
+def test_written_edges_weigh_half_as_in_the_reference_trainer():
+    """HazyResearch/skill-it's trainer turns off-diagonal 1s into 0.5: the LEGO graph's first
+    round is then [.163 .346 .163 .163 .163] (with 1s kept: [.118 .528 .118 .118 .118])."""
+    from configs import lego_skill_it
+    cfg = lego_skill_it.get_config()
+    names = [f"skill_{i}" for i in range(1, 6)]
+    cfg.data.domains = ",".join(f"{n}=/{n}/*.jsonl" for n in names)
+    cfg.data.source = "seqio"
+    p = host_methods_of(cfg)[0].policy
+    np.testing.assert_allclose(p.initial_weights(), [.163, .346, .163, .163, .163], atol=5e-4)
+    assert p.graph[1, 0] == 0.5 and p.graph[1, 1] == 1.0 and p.graph[0, 1] == 0.0
+    cfg.reweight.skill_it.off_diagonal_ones = 1.0
+    np.testing.assert_allclose(host_methods_of(cfg)[0].policy.initial_weights(),
+                               [.118, .528, .118, .118, .118], atol=5e-4)
+    np.testing.assert_array_equal(reference_edges(np.array([[1.0, 1.0], [0.3, 1.0]]), 0.5),
+                                  [[1.0, 0.5], [0.3, 1.0]])
+
+
 def _lego_config(**train):
     c = base.get_config()
     c.model.update(vocab_size=lego.VOCAB_SIZE, d_model=32, num_heads=2, num_layers=1,
@@ -97,8 +115,8 @@ def _lego_config(**train):
     c.train.update(batch_size=8, steps=16, lr=1e-2, warmup_steps=2, log_every=1, eval_every=4,
                    checkpoint_every=8, progress_bar=False, peak_flops=1e9)
     c.reweight.mixture = "skill_it"
-    c.reweight.skill_it.update(graph="1,0,0;1,1,0;0,1,1", eta=2.0, window=2, update_every=8)
-    c.train.update(**train)
+    c.reweight.skill_it.update(graph="1,0,0;1,1,0;0,1,1", eta=2.0, window=3, update_every=8)
+    c.train.update(eval_at_start=True, **train)
     return c
 
 
@@ -118,6 +136,15 @@ def test_lego_skill_it_run_resumes_identically(tmp_path):
     weights = [m for m in a if "mixture/skill_1/weight" in m]
     assert [m["step"] for m in weights] == [0, 8, 16]
     assert len({m["mixture/skill_1/weight"] for m in weights}) == 3
+    # The eval at step 0 is in the first window, as in the reference trainer: the weights of
+    # step 8 are the formula on the evals of steps 0, 4 and 8 (window 3).
+    evals = {m["step"]: [m[f"eval/skill_{i}/loss"] for i in (1, 2, 3)]
+             for m in a if "eval/skill_1/loss" in m}
+    assert sorted(evals)[:3] == [0, 4, 8]
+    graph = np.array([[1.0, 0, 0], [0.5, 1, 0], [0, 0.5, 1]])
+    expected = _softmax(2.0 * graph @ np.sum([evals[0], evals[4], evals[8]], axis=0))
+    np.testing.assert_allclose([weights[1][f"mixture/skill_{i}/weight"] for i in (1, 2, 3)],
+                               expected, rtol=1e-5)
     assert os.path.exists(os.path.join(straight, "mixture_weights.png"))
 
 

@@ -120,6 +120,24 @@ def test_draws_respect_the_safeguards():
                              max_rounds=5)
 
 
+def test_regmix_draws_are_the_references_and_spiky():
+    """sail-sg/regmix: prior = center^0.5 renormalised, Dir(s * prior), s one of 15 log-spaced
+    values over [0.1, 5]: most draws put most weight on one or two domains, unlike Dir(s K p)."""
+    center = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
+    np.testing.assert_allclose(regmix.tempered(center, 0.5),
+                               np.sqrt(center) / np.sqrt(center).sum())
+    strengths = regmix.regmix_strengths(np.random.default_rng(0), 2000, 0.1, 5.0)
+    np.testing.assert_allclose(np.unique(strengths), np.logspace(-1, np.log10(5), 15))
+    ref = regmix.draw_regmix(np.random.default_rng(1), center, 2000)
+    scaled = regmix.draw_mixtures(np.random.default_rng(1), center, [0.3, 1, 3], 2000)
+    np.testing.assert_allclose(ref.sum(1), 1.0)
+    spiky = lambda w: np.mean(w.max(1) > 0.8)
+    assert spiky(ref) > 0.4 and spiky(scaled) < 0.15  # measured: 0.456 and 0.103
+    caps = np.array([1.0, 1.0, 1.0, 0.3, 0.3])
+    capped = regmix.draw_regmix(np.random.default_rng(2), center, 200, caps=caps, min_weight=0.01)
+    assert (capped <= caps + 1e-9).all() and ((capped == 0) | (capped >= 0.01)).all()
+
+
 def test_regression_and_spearman():
     assert regmix.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert regmix.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

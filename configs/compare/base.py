@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.compare.overrides = ""  # "field=value;..." applied to every arm before its own
     c.compare.eval_rows = 256  # validation rows per domain, the same rows for every arm
     c.compare.confidence = 0.95  # level of every interval (Student t over seeds)
+    # Domains of the headline mean, its AUC and steps-to-target ("" = the baseline's training
+    # domains), e.g. the clean domains when some arms also train on planted junk.
+    c.compare.domains = ""
     # Existing runs instead of training: "arm=glob;..." (each glob's workdirs are the arm's
     # seeds, paired by their recorded config.seed); arms and seeds above are then unused.
     c.compare.runs = ""
