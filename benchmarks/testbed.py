@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,17 +52,20 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="150 steps")
     p.add_argument("--entropy_tokens", type=int, default=1_000_000)
     p.add_argument("--plot", default="", help="write the curves to this .png")
+    p.add_argument("--allow_config_change", action="store_true",
+                   help="read a finished run whose recorded config lacks newer fields")
     args = p.parse_args(argv)
-    overrides = "train.progress_bar=False"
+    overrides = "train.progress_bar=False;train.eval_at_start=True"
     if args.quick:
         overrides += ";train.steps=150;train.eval_every=50;train.warmup_steps=15"
     cfg = compare.load_config_file(args.config)
     compare.apply_overrides(cfg, overrides, "benchmarks/testbed.py")
-    t0 = time.time()
-    experiment.run(cfg, args.workdir)  # nothing to do if it trained to the end before
-    train_s = time.time() - t0
+    # Nothing to do if it trained to the end before.
+    experiment.run(cfg, args.workdir, allow_config_change=args.allow_config_change)
     entropy = domain_entropies(cfg, args.entropy_tokens)
-    evals = [m for m in read_metrics(args.workdir) if "eval/loss" in m]
+    metrics = read_metrics(args.workdir)
+    evals = [m for m in metrics if "eval/loss" in m]
+    train_s = [m["elapsed_s"] for m in metrics if "elapsed_s" in m][-1]
     names = list(entropy)
     print(f"{'step':>6} " + " ".join(f"{n:>10}" for n in names))
     print(f"{'H_uni':>6} " + " ".join(f"{entropy[n]:10.3f}" for n in names))
