@@ -326,10 +326,12 @@ def existing_runs(text: str) -> list[Run]:
 # The comparison.
 
 def summarize(runs: list[Run], baseline: str, confidence: float,
-              domains: list | None = None) -> dict:
+              domains: list | None = None, accuracy_target: float = 0.9) -> dict:
     """Per arm and quantity, the estimate over ok runs and the paired difference from the
     baseline with its verdict (see the module docstring). The headline mean, its AUC and
-    steps-to-target are over `domains` (default: the baseline's training domains)."""
+    steps-to-target are over `domains` (default: the baseline's training domains). Where evals
+    have accuracy, steps_to_accuracy is the first eval step at which every domain with accuracy
+    reaches `accuracy_target`, as a fraction of the baseline's steps (inf: never)."""
     ok = [r for r in runs if r.status == "ok"]
     arms = list(dict.fromkeys([baseline] + [r.arm for r in runs]))
     base_runs = [r for r in ok if r.arm == baseline]
@@ -362,6 +364,10 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
             q[f"loss_se/{d}"] = r.final(d, "loss_se")
         for d in with_accuracy:
             q[f"accuracy/{d}"] = r.final(d, "accuracy")
+        if with_accuracy:  # the first eval at which every skill is at the target accuracy
+            at = [e["step"] for e in r.evals if all(
+                e.get(f"eval/{d}/accuracy", 0.0) >= accuracy_target for d in with_accuracy)]
+            q["steps_to_accuracy"] = at[0] / base_steps if at else math.inf
         q |= {"tokens": r.tokens, "flops": r.flops, "seconds": r.seconds}
         return q
 
@@ -370,7 +376,8 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
     out = {"baseline": baseline, "confidence": confidence, "target_loss": target,
            "baseline_steps": base_steps, "eval_rows": base_runs[0].eval_rows,
            "train_domains": train_domains, "headline_domains": headline,
-           "heldout_domains": heldout, "accuracy_domains": with_accuracy, "arms": {}}
+           "heldout_domains": heldout, "accuracy_domains": with_accuracy,
+           "accuracy_target": accuracy_target, "arms": {}}
     for arm in arms:
         mine = {seed: q for (a, seed), q in per_run.items() if a == arm}
         base = {seed: q for (a, seed), q in per_run.items() if a == baseline}
@@ -380,10 +387,11 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
         for name in names:
             values = {s: q[name] for s, q in mine.items()}
             entry = paired_stats.mean_ci(list(values.values()), confidence).as_dict()
-            if name == "steps_to_target":
+            if name in ("steps_to_target", "steps_to_accuracy"):
                 entry["reached"] = sum(math.isfinite(v) for v in values.values())
             if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy",
-                                                           "steps_to_target"):
+                                                           "steps_to_target",
+                                                           "steps_to_accuracy"):
                 diff = paired_stats.paired_difference(
                     values, {s: q[name] for s, q in base.items()}, confidence)
                 entry["diff"] = diff.as_dict()
@@ -469,6 +477,17 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
     lines += domain_table("Final eval loss per training domain", summary["train_domains"])
     lines += domain_table("Held-out domains (never trained on)", summary["heldout_domains"])
     lines += domain_table("Exact-match accuracy", summary["accuracy_domains"], "accuracy", 3)
+    if summary["accuracy_domains"]:
+        lines += [f"Steps until every domain above is at {summary['accuracy_target']:g} accuracy"
+                  f", as a fraction of the baseline's {summary['baseline_steps']} steps (mean "
+                  "over the seeds that get there):", ""]
+        for arm in arms:
+            s = q(arm, "steps_to_accuracy")
+            got = f"{s.get('reached', 0)}/{len(arms[arm]['seeds'])} reached"
+            lines.append(f"- {arm}: " + (f"{_fmt(s, 3)} ({got})" if s.get("n") else
+                                         f"never ({got})") + (
+                f"; Δ {_fmt_diff(s, 3)}" if arm != b and s.get("n") else ""))
+        lines.append("")
     lines += [f"Eval SE: the standard error of the baseline's loss over a domain's "
               f"eval rows (up to {summary['eval_rows']}; mean over seeds), beside the interval over "
               "seeds. Every arm is evaluated on the same rows, so row noise cancels from the "
@@ -604,7 +623,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         runs = [read_run(run_dir(workdir, a, s), a, s) for a, s in pairs]
         title = f"Comparison: {', '.join(c.arms.keys())}"
     headline = [d.strip() for d in c.domains.split(",") if d.strip()]
-    summary = summarize(runs, c.baseline, c.confidence, headline or None)
+    summary = summarize(runs, c.baseline, c.confidence, headline or None, c.accuracy_target)
     write_markdown(summary, os.path.join(workdir, "compare.md"), title)
     write_csv(summary, os.path.join(workdir, "compare.csv"))
     with open(os.path.join(workdir, "compare.json"), "w") as f:

@@ -194,3 +194,21 @@ def test_the_headline_mean_can_leave_out_the_junk_domains():
     assert default["arms"]["clean"]["quantities"]["loss/train_mean"]["diff"]["mean"] > 0
     with pytest.raises(ValueError, match="config.compare.domains"):
         compare.summarize(runs, "base", 0.95, ["a", "missing"])
+
+
+def test_steps_until_every_skill_is_accurate(tmp_path):
+    def run(arm, seed, reach):
+        evals = [{"step": t, **{f"eval/s{i}/loss": 1.0 for i in (1, 2)},
+                  "eval/s1/accuracy": 1.0 if t >= 10 else 0.5,
+                  "eval/s2/accuracy": 0.95 if t >= reach else 0.1} for t in (10, 20, 30, 40)]
+        return compare.Run(arm, seed, "", "ok", steps=40, eval_rows=8, train_domains=["s1", "s2"],
+                           evals=evals, tokens=1.0, flops=1.0, seconds=1.0)
+    runs = [run("base", s, 40) for s in range(3)] + [run("fast", s, 20 + 10 * (s == 2))
+                                                    for s in range(3)]
+    runs += [run("never", s, 99) for s in range(3)]
+    summary = compare.summarize(runs, "base", 0.95)
+    q = lambda arm: summary["arms"][arm]["quantities"]["steps_to_accuracy"]
+    assert q("base")["mean"] == 1.0 and q("fast")["mean"] == pytest.approx((0.5 + 0.5 + 0.75) / 3)
+    assert q("fast")["verdict"] == "better" and q("never")["reached"] == 0
+    text = compare.write_markdown(summary, str(tmp_path / "compare.md"), "t")
+    assert "- never: never (0/3 reached)" in text and "- fast: 0.583" in text

@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Domains of the headline mean, its AUC and steps-to-target ("" = the baseline's training
     # domains), e.g. the clean domains when some arms also train on planted junk.
     c.compare.domains = ""
+    c.compare.accuracy_target = 0.9  # steps_to_accuracy: first eval with every accuracy >= this
     # Existing runs instead of training: "arm=glob;..." (each glob's workdirs are the arm's
     # seeds, paired by their recorded config.seed); arms and seeds above are then unused.
     c.compare.runs = ""
