@@ -125,6 +125,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.mates.tau = 0.5  # Gumbel-top-k temperature over the z-scored predicted influence
     c.reweight.mates.probe_size = 256  # pool candidates probed per stage (rounded to probe_chunk)
     c.reweight.mates.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
+    # first_order (<grad L_ref, optimizer update>, recommended: see README) | exact (step, re-eval)
+    c.reweight.mates.probe = "first_order"
     # cloze (last-word cloze of reference_domain's validation text) | validation (its first rows)
     c.reweight.mates.reference = "cloze"
     c.reweight.mates.reference_domain = "books"  # the domain whose validation split it uses
