@@ -19,8 +19,8 @@ held-out books cloze examples; the reported reference-task loss is on 128 *other
 examples, evaluated at every stage boundary with the six real domains' validation loss.
 In the first_order run, every selection also runs both probes on the same 256 pool candidates
 (timed after a warm-up call, kept out of the run's own selection time): their Spearman and
-seconds per candidate. Quick mode takes ~15 min on this 2-core machine when it is shared (the
-training steps dominate: 800 of them at 0.2-1 s). Prints a table, then one JSON line.
+seconds per candidate. Quick mode took 20 min on this 2-core machine shared at load ~7 (the
+training steps dominate: 800 of them at ~1 s). Prints a table, then one JSON line.
 """
 
 import argparse
