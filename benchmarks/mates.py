@@ -1,26 +1,26 @@
-"""MATES vs random selection vs no selection on a tiny LM, with junk planted in the pool.
+"""MATES's two probes side by side on a tiny LM, with junk planted in the pool: what selection
+costs (FLOPs and wall time, as fractions of the stage's training) and what it buys.
 
-  nice -n 10 python benchmarks/mates.py           # 3 methods x 3 seeds x 300 steps
-  nice -n 10 python benchmarks/mates.py --quick   # 1 seed x 200 steps: ~24 min when shared
-  nice -n 10 python benchmarks/mates.py --quick --seeds=1 --workdir=workdirs/bench_mates_1
+  nice -n 10 python benchmarks/mates.py --quick   # 1 seed x 400 steps x 2 probes
+  nice -n 10 python benchmarks/mates.py           # 3 seeds x 600 steps x (random, 2 probes)
 
-Scale: configs/tiny.py (D=128, 2 layers, BPE 8192, L=128, batch 16) on a uniform mix of nine
-domains: the six built-in ones plus three kinds of junk, a third of all rows:
+Scale: configs/tiny.py (D=128, 2 layers, BPE 8192, L=128, batch 16, 1.6M params) at the
+default MATES config (configs/mates.py: stages of 200 steps, 192 probes, 5x pool, keep 20%,
+tau 0.5, influence model width 32) on a uniform mix of nine domains: the six built-in ones plus
+three kinds of junk, a third of all rows:
   shuffled   books text with the tokens of every document shuffled (corrupted; same words as
              the reference domain, no order),
   duplicated 8 short technical documents repeated 2000 times (benchmarks/reweight_lm.py's),
   offtarget  Go source (the held-out go_src split, trained on here).
-Methods, all at equal training steps: none (the mix as drawn), random (MATES's path with equal
-scores: a uniform 20% of each stage's 5x pool) and mates (probe -> influence model -> Gumbel-
-top-k, tau 0.5). Stages of 100 steps, stage 0 as drawn. The reference set of the probe is 32
-held-out books cloze examples (last word of a sentence); the reported reference-task loss is
-on 128 *other* cloze examples from the same split, evaluated every 100 steps with the six real
-domains' validation loss.
-
-Reports (mean +- std over seeds): final cloze loss and accuracy, real-domain loss, the junk
-share of the rows each stage trained on, the influence model's hold-out Spearman per stage and
-the probing + fitting + scoring FLOPs as a fraction of training FLOPs; writes mates.png (cloze
-and real-domain loss vs step). Prints a table, then one JSON line.
+Methods, all at equal training steps from the same data: exact (MATES with the exact probe:
+one optimizer step per candidate, then the reference set), first_order (<grad L_ref, update>)
+and, in full mode, random (MATES's path with equal scores). The probe's reference set is 32
+held-out books cloze examples; the reported reference-task loss is on 128 *other* cloze
+examples, evaluated at every stage boundary with the six real domains' validation loss.
+In the first_order run, every selection also runs both probes on the same 256 pool candidates
+(timed after a warm-up call, kept out of the run's own selection time): their Spearman and
+seconds per candidate. Quick mode took 20 min on this 2-core machine shared at load ~7 (the
+training steps dominate: 800 of them at ~1 s). Prints a table, then one JSON line.
 """
 
 import argparse
@@ -42,16 +42,72 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+import scipy.stats  # noqa: E402
+
 from benchmarks.reweight_lm import make_redundant_domain  # noqa: E402
-from configs import tiny  # noqa: E402
+from configs import mates as mates_config  # noqa: E402
 import experiment  # noqa: E402
 from data import cloze, corpus, domains, pipeline, tokenizer  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
+from reweight import mates  # noqa: E402
 
 REAL = corpus.DOMAINS
 JUNK = ("shuffled", "duplicated", "offtarget")
-METHODS = ("none", "random", "mates")
+METHODS_QUICK, METHODS_FULL = ("exact", "first_order"), ("random", "exact", "first_order")
 REFERENCE_ROWS, CLOZE_EVAL_ROWS, CLOZE_LEN = 32, 128, 64
+CHECK_ROWS = 256  # pool candidates both probes score at each selection of the first_order run
+
+
+class CheckedMates(mates.Mates):
+    """MATES that, before each selection, scores the first CHECK_ROWS pool rows with both
+    probes (the selection's own RNG is untouched, so it selects as plain MATES would) and keeps
+    their agreement and cost in `checks`; the check's time is taken out of mates/seconds."""
+
+    def __init__(self, cfg, reference):
+        super().__init__(cfg, reference)
+        self.checks, self._check_seconds = [], 0.0
+
+    def _influence_scores(self, pool, ctx, stage, rng):
+        t0 = time.perf_counter()
+        rows = {k: v[:CHECK_ROWS] for k, v in pool.items()}
+        chunk = self.m.probe_chunk
+        reference = ctx.reference_set(self.reference)
+        before, grads = ctx.reference_grad(ctx.params, reference)
+        exact_fn = lambda part: ctx.loss_after_step(ctx.params, ctx.opt_state, part, reference)
+        first_fn = lambda part: ctx.first_order_change(ctx.params, ctx.opt_state, part, grads)
+        out, seconds = {}, {}
+        for name, fn in (("exact", exact_fn), ("first_order", first_fn)):
+            parts = [ctx.to_global({k: v[i:i + chunk] for k, v in rows.items()})
+                     for i in range(0, CHECK_ROWS, chunk)]
+            jax.block_until_ready(fn(parts[0]))  # compiled before the clock starts
+            t = time.perf_counter()
+            out[name] = np.concatenate([np.asarray(fn(p)) for p in parts])
+            seconds[name] = (time.perf_counter() - t) / CHECK_ROWS
+        out["exact"] = out["exact"] - float(before)
+        self.checks.append({
+            "step": ctx.step,
+            "spearman": float(scipy.stats.spearmanr(out["exact"], out["first_order"]).statistic),
+            "pearson": float(scipy.stats.pearsonr(out["exact"], out["first_order"]).statistic),
+            "exact_seconds_per_candidate": seconds["exact"],
+            "first_order_seconds_per_candidate": seconds["first_order"]})
+        self._check_seconds = time.perf_counter() - t0
+        return super()._influence_scores(pool, ctx, stage, rng)
+
+    def act(self, ctx):
+        metrics = super().act(ctx)
+        metrics["mates/seconds"] -= self._check_seconds
+        if "mates/stage_train_seconds" in metrics:
+            metrics["mates/overhead_seconds_fraction"] = (metrics["mates/seconds"] /
+                                                          metrics["mates/stage_train_seconds"])
+        return metrics
+
+
+def checked(cfg, env):
+    """The config factory of CheckedMates (config.reweight.selector = "benchmarks.mates:checked")."""
+    plain = mates.from_config(cfg, env)
+    return CheckedMates(cfg, plain.reference)
+
+
 
 
 class ShuffleDomain:
@@ -107,15 +163,16 @@ def make_data(cfg, vocab):
 
 
 def config(method: str, steps: int, seed: int):
-    c = tiny.get_config()
+    c = mates_config.get_config()
     c.seed = seed
     c.data.data_dir = os.path.join(ROOT, c.data.data_dir)
     c.data.eval_rows = 32
-    c.train.update(steps=steps, eval_every=100, checkpoint_every=steps, warmup_steps=steps // 10,
-                   log_every=50, progress_bar=False)
-    c.reweight.selector = "none" if method == "none" else "mates"
-    c.reweight.mates.update(mode="random" if method == "random" else "mates", stage_steps=100,
-                            selection_ratio=0.2, tau=0.5, probe_size=160, probe_chunk=8,
+    stage = c.reweight.mates.stage_steps
+    c.train.update(steps=steps, eval_every=stage, checkpoint_every=steps,
+                   warmup_steps=steps // 10, log_every=50, progress_bar=False)
+    c.reweight.selector = "benchmarks.mates:checked" if method == "first_order" else "mates"
+    c.reweight.mates.update(mode="random" if method == "random" else "mates",
+                            probe="exact" if method == "exact" else "first_order",
                             reference="cloze", reference_domain="books",
                             reference_rows=REFERENCE_ROWS, reference_len=CLOZE_LEN)
     return c
@@ -125,14 +182,18 @@ def _real_loss(m: dict) -> float:
     return float(np.mean([m[f"eval/{d}/loss"] for d in REAL]))
 
 
-def junk_share(workdir: str, method: str, steps: int) -> list:
-    """Per stage, the share of junk rows trained on: the selected share for the staged methods;
-    for `none` (no pool) the mix's share, 3/9."""
+def junk_share(workdir: str) -> list:
+    """Per stage, the share of junk rows trained on: stage 0 the pool's mix (as drawn), later
+    stages the selected rows'."""
     stages = [m for m in read_metrics(workdir) if "mates/stage" in m]
-    if method == "none":
-        return [len(JUNK) / (len(REAL) + len(JUNK))] * (steps // 100)
-    first = sum(stages[0][f"mates/pool/{d}/share"] for d in JUNK)  # stage 0 ~ the pool's mix
+    first = sum(stages[0][f"mates/pool/{d}/share"] for d in JUNK)
     return [first] + [sum(m[f"mates/selected/{d}/share"] for d in JUNK) for m in stages]
+
+
+STAGE_KEYS = {"probe_flops": "mates/probe_flops_fraction", "fit_flops": "mates/fit_flops_fraction",
+              "score_flops": "mates/score_flops_fraction", "flops": "mates/overhead_fraction",
+              "seconds": "mates/overhead_seconds_fraction",
+              "holdout_spearman": "mates/holdout_spearman"}
 
 
 def main():
@@ -141,51 +202,56 @@ def main():
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default 0 / 0,1,2)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "bench_mates"))
     args = parser.parse_args()
-    seeds, steps = ([0], 200) if args.quick else ([0, 1, 2], 300)
+    stage = mates_config.get_config().reweight.mates.stage_steps
+    seeds, steps, methods = (([0], 2 * stage, METHODS_QUICK) if args.quick else
+                             ([0, 1, 2], 3 * stage, METHODS_FULL))
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else seeds
     shutil.rmtree(args.workdir, ignore_errors=True)
     vocab = tokenizer.load_vocabulary(str(tokenizer.model_path(
         os.path.join(ROOT, "data_cache"), 8192)))
 
     t0 = time.perf_counter()
-    runs: dict = {m: [] for m in METHODS}
+    runs: dict = {m: [] for m in methods}
+    checks = []
     for seed in seeds:
-        data = make_data(config("none", steps, seed), vocab)
+        data = make_data(config("exact", steps, seed), vocab)
         start_state = data.source.get_state()  # every method starts from the same data state
-        for method in METHODS:
+        for method in methods:
             cfg = config(method, steps, seed)
             data.source.set_state(start_state)
             workdir = os.path.join(args.workdir, f"{method}_seed{seed}")
             t_run = time.perf_counter()
-            experiment.build(cfg, data=data).train(workdir, devices=jax.devices()[:1])
+            exp = experiment.build(cfg, data=data)
+            exp.train(workdir, devices=jax.devices()[:1])
+            if method == "first_order":
+                checks += [{"seed": seed, **c} for c in exp.methods[0].checks]
             metrics = read_metrics(workdir)
             evals = [m for m in metrics if "eval/cloze/loss" in m]
-            stages = [m for m in metrics if "mates/holdout_spearman" in m]
+            stages = [m for m in metrics if "mates/overhead_fraction" in m]
             runs[method].append({
                 "curve": [(m["step"], m["eval/cloze/loss"], _real_loss(m)) for m in evals],
                 "cloze_loss": evals[-1]["eval/cloze/loss"],
                 "cloze_accuracy": evals[-1]["eval/cloze/accuracy"],
                 "real_loss": _real_loss(evals[-1]),
                 "per_domain": {d: evals[-1][f"eval/{d}/loss"] for d in REAL},
-                "junk_share_per_stage": junk_share(workdir, method, steps),
-                "spearman_per_stage": [m["mates/holdout_spearman"] for m in stages],
-                "pearson_per_stage": [m["mates/holdout_pearson"] for m in stages],
+                "junk_share_per_stage": junk_share(workdir),
+                **{f"{k}_per_stage": [m.get(v, float("nan")) for m in stages]
+                   for k, v in STAGE_KEYS.items()},
                 "oracle_influence_per_stage": [
                     {d: m.get(f"mates/oracle/{d}/influence") for d in REAL + JUNK}
                     for m in stages],
-                "overhead_fraction_per_stage": [m["mates/overhead_fraction"] for m in stages],
-                "probe_fraction_per_stage": [m["mates/probe_flops_fraction"] for m in stages],
                 "selection_seconds": sum(m.get("mates/seconds", 0.0) for m in metrics),
                 "run_seconds": time.perf_counter() - t_run,
             })
             r = runs[method][-1]
-            print(f"seed {seed} {method:7} cloze {r['cloze_loss']:.4f}  real {r['real_loss']:.4f}"
-                  f"  junk share {[round(j, 3) for j in r['junk_share_per_stage']]}  spearman "
-                  f"{[round(s, 3) for s in r['spearman_per_stage']]}  "
+            print(f"seed {seed} {method:11} cloze {r['cloze_loss']:.4f}  real {r['real_loss']:.4f}"
+                  f"  junk share {[round(j, 3) for j in r['junk_share_per_stage']]}  overhead "
+                  f"FLOPs {[round(x, 4) for x in r['flops_per_stage']]}  wall "
+                  f"{[round(x, 4) for x in r['seconds_per_stage']]}  "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for method in METHODS:
+    for method in methods:
         c = np.asarray([r["curve"] for r in runs[method]])  # seeds x evals x 3
         for ax, col in zip(axes, (1, 2)):
             ax.plot(c[0, :, 0], c[:, :, col].mean(0), marker="o", label=method)
@@ -200,34 +266,35 @@ def main():
 
     machine = f"{platform.machine()} {os.cpu_count()} cores (shared), {jax.devices()[0].platform}"
     ms = lambda xs: f"{np.mean(xs):.4f} +- {np.std(xs):.4f}"
-    print(f"\nmachine: {machine}; {len(seeds)} seeds x {steps} steps, stages of 100; "
+    mean = lambda rs, k: float(np.nanmean([x for r in rs for x in r[k]])) if rs[0][k] else 0.0
+    print(f"\nmachine: {machine}; {len(seeds)} seeds x {steps} steps, stages of {stage}; "
           f"plot: {png}")
-    print(f"{'method':8} {'cloze loss':>18} {'cloze acc':>8} {'real val loss':>18} "
-          f"{'junk share/stage':>22} {'spearman/stage':>16} {'overhead':>9}")
+    print(f"{'method':11} {'cloze loss':>18} {'real val loss':>18} {'junk share/stage':>18} "
+          f"{'holdout rho':>11} {'probe':>7} {'fit':>7} {'score':>7} {'FLOPs':>7} {'wall':>7}")
     summary = {}
-    for method in METHODS:
+    for method in methods:
         rs = runs[method]
         junk = np.mean([r["junk_share_per_stage"] for r in rs], 0)
-        spear = np.mean([r["spearman_per_stage"] for r in rs], 0) if rs[0]["spearman_per_stage"] \
-            else np.zeros(0)
-        over = np.mean([np.mean(r["overhead_fraction_per_stage"]) for r in rs]) \
-            if rs[0]["overhead_fraction_per_stage"] else 0.0
         summary[method] = {"cloze_loss_mean": float(np.mean([r["cloze_loss"] for r in rs])),
                            "real_loss_mean": float(np.mean([r["real_loss"] for r in rs])),
                            "junk_share_per_stage_mean": junk.tolist(),
-                           "spearman_per_stage_mean": spear.tolist(),
-                           "overhead_fraction_mean": float(over)}
-        print(f"{method:8} {ms([r['cloze_loss'] for r in rs]):>18} "
-              f"{np.mean([r['cloze_accuracy'] for r in rs]):>8.3f} "
+                           **{k: mean(rs, f"{k}_per_stage") for k in STAGE_KEYS}}
+        s_ = summary[method]
+        print(f"{method:11} {ms([r['cloze_loss'] for r in rs]):>18} "
               f"{ms([r['real_loss'] for r in rs]):>18} "
-              f"{' '.join(f'{j:.2f}' for j in junk):>22} "
-              f"{' '.join(f'{s:.2f}' for s in spear):>16} {over:>9.3f}")
-    gap = lambda a, b: [x["cloze_loss"] - y["cloze_loss"] for x, y in zip(runs[a], runs[b])]
-    print(f"cloze loss, random - mates (nats, per seed): {np.round(gap('random', 'mates'), 4)}")
+              f"{' '.join(f'{j:.2f}' for j in junk):>18} {s_['holdout_spearman']:>11.3f} "
+              + " ".join(f"{s_[k]:>7.4f}" for k in ("probe_flops", "fit_flops", "score_flops",
+                                                   "flops", "seconds")))
+    print("(FLOPs and wall: selection / the stage's training, per stage; wall includes the "
+          "first selection's compilation)")
+    print(f"\nboth probes on the same {CHECK_ROWS} pool candidates, in the first_order run:")
+    for c in checks:
+        print(f"seed {c['seed']} step {c['step']}: Spearman {c['spearman']:.4f}  Pearson "
+              f"{c['pearson']:.4f}  s/candidate exact {c['exact_seconds_per_candidate']:.4f} "
+              f"first_order {c['first_order_seconds_per_candidate']:.4f}")
     print(json.dumps({"benchmark": "mates", "machine": machine, "seeds": seeds, "steps": steps,
-                      "summary": summary, "runs": runs,
-                      "cloze_gain_over_random": gap("random", "mates"),
-                      "seconds": time.perf_counter() - t0}))
+                      "stage_steps": stage, "summary": summary, "probe_checks": checks,
+                      "runs": runs, "seconds": time.perf_counter() - t0}))
 
 
 if __name__ == "__main__":

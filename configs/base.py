@@ -124,18 +124,20 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.mates.stage_steps = 200  # steps per stage; stage 0 trains on the mix as drawn
     c.reweight.mates.selection_ratio = 0.2  # rows kept of the candidate pool (pool = stage / ratio)
     c.reweight.mates.tau = 0.5  # Gumbel-top-k temperature over the z-scored predicted influence
-    c.reweight.mates.probe_size = 256  # pool candidates probed per stage (rounded to probe_chunk)
+    c.reweight.mates.probe_size = 192  # pool candidates probed per stage (rounded to probe_chunk)
     c.reweight.mates.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
+    # first_order (<grad L_ref, optimizer update>, recommended: see README) | exact (step, re-eval)
+    c.reweight.mates.probe = "first_order"
     # cloze (last-word cloze of reference_domain's validation text) | validation (its first rows)
     c.reweight.mates.reference = "cloze"
     c.reweight.mates.reference_domain = "books"  # the domain whose validation split it uses
     c.reweight.mates.reference_rows = 64  # reference examples the probe evaluates
     c.reweight.mates.reference_len = 64  # tokens per reference row (context left-truncated)
-    c.reweight.mates.model_dim = 64  # influence model: width
+    c.reweight.mates.model_dim = 32  # influence model: width
     c.reweight.mates.model_heads = 4  # influence model: attention heads
     c.reweight.mates.model_layers = 1  # influence model: transformer layers (after an n-gram conv)
     c.reweight.mates.fit_lr = 1e-3  # influence model: AdamW learning rate
-    c.reweight.mates.fit_epochs = 30  # influence model: passes over the probed candidates
+    c.reweight.mates.fit_epochs = 15  # influence model: passes over the probed candidates
     c.reweight.mates.fit_batch = 32  # influence model: rows per update
     c.reweight.mates.holdout = 0.1  # fraction of the probes held out for Spearman / Pearson
     c.reweight.mates.warm_start = True  # start each stage's fit from the previous stage's model

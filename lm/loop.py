@@ -82,7 +82,8 @@ def evaluate(cfg: ml_collections.ConfigDict, checkpoint: str, *, eval_sets: dict
 def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flops_tok: float):
     """step, state -> the HostContext of a method acting after `step`."""
     replicated = jax.sharding.NamedSharding(rt.mesh, jax.sharding.PartitionSpec())
-    probes = probe.make_probes(rt.model, rt.tx, replicated)
+    probes = probe.make_probes(rt.model, rt.tx, replicated,
+                               jax.tree.map(lambda a: a.sharding, rt.abstract.params))
     count = jax.process_count()
 
     def to_global(rows: dict) -> dict:
@@ -102,6 +103,7 @@ def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flo
             step=step, domain_names=names, params=state.params, opt_state=state.opt_state,
             set_weights=lambda w: source.set_weights(np.asarray(w, np.float64)),
             to_global=to_global, replicated=replicate, all_gather=all_gather,
+            reference_set=lambda rows: replicate(probe.reference_positions(rows)),
             train_flops_per_token=flops_tok, process_index=jax.process_index(),
             process_count=count, **probes)
     return make

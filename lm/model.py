@@ -126,12 +126,14 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Maps packed token rows to next-token logits (float32)."""
+    """Maps packed token rows to next-token logits (float32): at every position, or with
+    `gather_BxK` only at those K positions of each row ([B, K, V]; the unembedding, the largest
+    matmul of a small model, then costs K / L of its full price)."""
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, inputs_BxL, positions_BxL, segment_ids_BxL):
+    def __call__(self, inputs_BxL, positions_BxL, segment_ids_BxL, gather_BxK=None):
         cfg = self.cfg
         embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=jnp.float32,
                          embedding_init=_init(0.02, ("vocab", "embed")), name="embed")
@@ -144,6 +146,8 @@ class Decoder(nn.Module):
         for i in range(cfg.num_layers):
             x_BxLxD = block(cfg, name=f"block_{i}")(x_BxLxD, positions_BxL, mask_Bx1xLxL)
         x_BxLxD = _norm(cfg, "final_norm")(x_BxLxD)
+        if gather_BxK is not None:  # x_BxLxD is then [B, K, D]
+            x_BxLxD = jnp.take_along_axis(x_BxLxD, gather_BxK[..., None], axis=1)
         if cfg.tie_embeddings:
             logits_BxLxV = embed.attend(x_BxLxD)
         else:

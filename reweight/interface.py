@@ -138,11 +138,21 @@ class HostContext:
     all_gather: Callable[[np.ndarray], np.ndarray]  # every process's rows, in process order
     # jitted (params, global rows) -> [R] each row's mean token loss
     example_loss: Callable[[PyTree, dict], jax.Array]
-    # jitted (params, replicated rows) -> token-weighted mean loss over the rows' loss tokens
+    # numpy reference rows (alike on every process) -> the replicated reference the three
+    # functions below read (with where its loss tokens are: logits are computed only there)
+    reference_set: Callable[[dict], dict]
+    # jitted (params, reference) -> token-weighted mean loss over the rows' loss tokens
     reference_loss: Callable[[PyTree, dict], jax.Array]
-    # jitted (params, opt_state, global rows [C, L], replicated reference) -> [C]: the
-    # reference loss after one real optimizer step on each row alone
+    # jitted (params, reference) -> (that loss, its gradient): once per act, for
+    # first_order_change
+    reference_grad: Callable[[PyTree, dict], tuple[jax.Array, PyTree]]
+    # jitted (params, opt_state, global rows [C, L], reference) -> [C]: the reference loss
+    # after one real optimizer step on each row alone (the exact probe)
     loss_after_step: Callable[[PyTree, PyTree, dict, dict], jax.Array]
+    # jitted (params, opt_state, global rows [C, L], reference gradient) -> [C]: the change of
+    # the reference loss from that step to first order, <grad L_ref, update(row)> (no
+    # reference forward per row)
+    first_order_change: Callable[[PyTree, PyTree, dict, PyTree], jax.Array]
     train_flops_per_token: float  # of one training step (forward + backward) at seq_len
     process_index: int
     process_count: int

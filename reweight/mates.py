@@ -4,9 +4,11 @@ Training runs in stages of `stage_steps`; stage 0 trains on the mixture as drawn
 later stage, `select`:
   1. draws a candidate pool from the mixture (its current domain weights): stage rows /
      `selection_ratio` rows, domain provenance kept;
-  2. probes a sample of the pool with the loop's oracle (`HostContext.loss_after_step`): the
-     reference loss after one real optimizer step (optimizer state included) on each
-     candidate alone. The influence is
+  2. probes a sample of the pool: the change of the reference loss from one real optimizer
+     step (optimizer state included) on each candidate alone, either exactly (`probe="exact"`,
+     `HostContext.loss_after_step`: the step applied, the reference evaluated) or to first
+     order (`probe="first_order"`, `HostContext.first_order_change`: <grad L_ref, update(x)>,
+     one reference gradient per stage; TracIn-style, Pruthi et al. 2020). The influence is
      the paper's  I(x) = L_ref(before) - L_ref(after a step on x): higher = more helpful;
   3. fits the data influence model (a small Flax encoder: embeddings, a width-3 convolution
      for local n-gram features, 1-2 pre-norm transformer layers, mean pooling, a linear head)
@@ -19,7 +21,10 @@ later stage, `select`:
 mode="random" runs the same path with equal scores (a uniform random subset, no probing).
 
 Accounting: probing, fitting and scoring FLOPs are logged per stage as fractions of the stage's
-training FLOPs (PaLM-style per-token counts from `HostContext.train_flops_per_token`).
+training FLOPs (PaLM-style per-token counts from `HostContext.train_flops_per_token`), and the
+selection's wall time as a fraction of the stage's training wall time: the mean time between
+`observe_train` calls since the last act (the previous stage's steps; each call follows one
+step's completion) times `stage_steps`.
 
 Resume: MATES's checkpoint item holds the stage, the influence model's params and the
 selection (`reweight.staged`: the pool is redrawn exactly from the inner source's state it was
@@ -53,6 +58,7 @@ from reweight.interface import BatchSource, HostContext, HostMethod, MethodEnv
 from reweight.staged import StagedSource
 
 MODES = ("mates", "random")
+PROBES = ("exact", "first_order")
 REFERENCES = ("cloze", "validation")
 _FIT = 2  # RNG stream tag of the fit (shared by all processes)
 
@@ -104,23 +110,43 @@ def model_inputs(rows: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 class InfluenceFitter:
-    """Fits the influence model (MSE on z-scored targets) and predicts with it; jitted once."""
+    """Fits the influence model (MSE on z-scored targets) and predicts with it. The whole fit
+    is one jitted `lax.scan` over every minibatch of every epoch, and prediction runs in large
+    chunks, so both cost about what their FLOPs say rather than a dispatch per minibatch."""
 
-    def __init__(self, model: InfluenceModel, lr: float, epochs: int, batch_size: int):
+    def __init__(self, model: InfluenceModel, lr: float, epochs: int, batch_size: int,
+                 predict_chunk: int = 1024):
         self.model, self.epochs, self.batch_size = model, epochs, batch_size
+        self.predict_chunk = predict_chunk
         self.tx = optax.adamw(lr, weight_decay=0.01)
 
         def loss_fn(params, tokens, mask, y):
             return jnp.mean((model.apply({"params": params}, tokens, mask) - y) ** 2)
 
-        def update(params, opt_state, tokens, mask, y):
-            loss, grads = jax.value_and_grad(loss_fn)(params, tokens, mask, y)
-            updates, opt_state = self.tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
+        def fit(params, tokens_NxL, mask_NxL, y_N, batches_SxB):
+            """S minibatches (row indices [S, B]) in order; (params, loss of each)."""
+            def update(carry, idx_B):
+                params, opt_state = carry
+                loss, grads = jax.value_and_grad(loss_fn)(params, tokens_NxL[idx_B],
+                                                          mask_NxL[idx_B], y_N[idx_B])
+                updates, opt_state = self.tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), loss
+            (params, _), losses_S = jax.lax.scan(update, (params, self.tx.init(params)),
+                                                 batches_SxB)
+            return params, losses_S
 
-        self._update = jax.jit(update)
+        self._fit = jax.jit(fit)
         self._predict = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m))
         self._init = jax.jit(lambda key, t, m: model.init(key, t, m)["params"])
+
+    def batches_per_epoch(self, rows: int) -> int:
+        """Whole minibatches per epoch (one compiled shape; the remainder sits out)."""
+        return rows // min(self.batch_size, rows)
+
+    def predict_rows(self, rows: int) -> int:
+        """Rows `predict` computes for `rows` (chunks of equal size, the last one padded)."""
+        chunks = math.ceil(rows / self.predict_chunk)
+        return chunks * math.ceil(rows / chunks)
 
     def init(self, key: jax.Array, tokens: np.ndarray, mask: np.ndarray):
         """Fresh params, as host arrays like warm-started ones (so `fit` compiles once)."""
@@ -128,31 +154,25 @@ class InfluenceFitter:
 
     def fit(self, params, tokens: np.ndarray, mask: np.ndarray, y: np.ndarray,
             rng: np.random.Generator) -> tuple[Any, float]:
-        """`epochs` passes of shuffled minibatches; returns (params, last epoch's mean loss)."""
-        opt_state = self.tx.init(params)
+        """`epochs` passes of shuffled whole minibatches; (params, last epoch's mean loss)."""
         n = len(y)
-        size = min(self.batch_size, n)
-        losses = []
-        for _ in range(self.epochs):
-            order = rng.permutation(n)
-            losses = []
-            for start in range(0, n - size + 1, size):  # whole batches: one compiled shape
-                i = order[start:start + size]
-                params, opt_state, loss = self._update(params, opt_state, tokens[i], mask[i],
-                                                       y[i].astype(np.float32))
-                losses.append(loss)
-        return params, float(np.mean(jax.device_get(losses)))
+        size, per_epoch = min(self.batch_size, n), self.batches_per_epoch(n)
+        batches = np.stack([rng.permutation(n)[:per_epoch * size].reshape(per_epoch, size)
+                            for _ in range(self.epochs)]).reshape(-1, size)
+        params, losses = self._fit(params, tokens, mask, np.asarray(y, np.float32),
+                                   batches.astype(np.int32))
+        return jax.device_get(params), float(np.mean(np.asarray(losses)[-per_epoch:]))
 
-    def predict(self, params, tokens: np.ndarray, mask: np.ndarray, chunk: int = 256
-                ) -> np.ndarray:
-        """Predictions over any number of rows, in padded chunks of one shape."""
-        out = []
-        for start in range(0, len(tokens), chunk):
-            t, m = tokens[start:start + chunk], mask[start:start + chunk]
-            pad = chunk - len(t)
-            t, m = np.pad(t, ((0, pad), (0, 0))), np.pad(m, ((0, pad), (0, 0)))
-            out.append(np.asarray(self._predict(params, t, m))[:chunk - pad])
-        return np.concatenate(out)
+    def predict(self, params, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Predictions over any number of rows, in equal chunks of at most `predict_chunk`."""
+        n = len(tokens)
+        chunks = math.ceil(n / self.predict_chunk)
+        size = self.predict_rows(n) // chunks
+        pad = chunks * size - n
+        tokens, mask = np.pad(tokens, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0)))
+        out = [self._predict(params, tokens[i:i + size], mask[i:i + size])
+               for i in range(0, chunks * size, size)]
+        return np.concatenate(jax.device_get(out))[:n]
 
 
 def params_to_text(params) -> str:
@@ -175,6 +195,9 @@ class Mates(HostMethod):
         self.stage = 0
         self.influence_params = ""  # the last influence model (msgpack, base64)
         self._fitter: InfluenceFitter | None = None
+        # Wall clock of training since the last act: (first observe_train time, last, calls).
+        # Timing only, so not checkpointed; after a resume it restarts with the next step.
+        self._clock: tuple[float, float, int] | None = None
 
     def wrap(self, source: BatchSource) -> StagedSource:
         self.source = StagedSource(source)
@@ -182,6 +205,11 @@ class Mates(HostMethod):
 
     def acts_at(self, step: int) -> bool:
         return 0 < step < self.cfg.train.steps and step % self.m.stage_steps == 0
+
+    def observe_train(self, step: int, sums) -> None:
+        now = time.perf_counter()
+        self._clock = (now, now, 1) if self._clock is None else \
+            (self._clock[0], now, self._clock[2] + 1)
 
     def act(self, ctx: HostContext) -> dict:
         t0 = time.perf_counter()
@@ -203,7 +231,14 @@ class Mates(HostMethod):
             in_pool = pool["domain_id"] == d
             metrics[f"mates/pool/{name}/share"] = in_pool.mean()
             metrics[f"mates/selected/{name}/share"] = in_pool[chosen].mean()
-        metrics["mates/seconds"] = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        metrics["mates/seconds"] = seconds
+        if self._clock is not None and self._clock[2] > 1:  # a stage's training wall time
+            first, last, calls = self._clock
+            stage_seconds = (last - first) / (calls - 1) * m.stage_steps
+            metrics["mates/stage_train_seconds"] = stage_seconds
+            metrics["mates/overhead_seconds_fraction"] = seconds / stage_seconds
+        self._clock = None
         return metrics
 
     def _influence_scores(self, pool: dict, ctx: HostContext, stage: int,
@@ -221,9 +256,9 @@ class Mates(HostMethod):
             raise ValueError(f"config.reweight.mates.probe_size={m.probe_size} exceeds the pool "
                              f"({pool_rows * ctx.process_count} rows): lower it")
         probe_rows = rng.choice(pool_rows, n_local, replace=False)
-        before, post, tokens, mask, domains = self._probe(
+        before, change, tokens, mask, domains = self._probe(
             {k: v[probe_rows] for k, v in pool.items()}, ctx, chunk_local)
-        influence = before - post  # the paper's sign: higher = the step helped the reference
+        influence = -change  # the paper's sign: higher = the step helped the reference
         z = (influence - influence.mean()) / max(influence.std(), 1e-12)
 
         fitter = self._get_fitter(tokens.shape[1])
@@ -250,38 +285,64 @@ class Mates(HostMethod):
         for d, name in enumerate(ctx.domain_names):
             if (domains == d).any():
                 metrics[f"mates/oracle/{name}/influence"] = influence[domains == d].mean()
-        metrics |= self._overhead(params, fitter, ctx.train_flops_per_token, len(z), len(train),
-                                  pool_rows * ctx.process_count, tokens.shape[1])
+        n_params = sum(x.size for x in jax.tree.leaves(ctx.params))
+        metrics |= self._overhead(params, fitter, ctx.train_flops_per_token, n_params, len(z),
+                                  len(train), pool_rows * ctx.process_count, tokens.shape[1])
         return scores, metrics
 
     def _probe(self, rows: dict, ctx: HostContext, chunk_local: int):
-        """Oracle post-step reference losses of `rows` (this process's) for the candidates of
-        every process, with their model inputs and domains, in process order."""
-        reference = ctx.replicated(self.reference)
-        before = float(ctx.reference_loss(ctx.params, reference))
-        post, tokens, mask, domains = [], [], [], []
+        """(reference loss before, the change of it from a step on each candidate, their
+        model inputs, their domains): `rows` are this process's candidates, the results every
+        process's, in process order."""
+        reference = ctx.reference_set(self.reference)
+        if self.m.probe == "first_order":  # one reference gradient for every candidate
+            before, ref_grads = ctx.reference_grad(ctx.params, reference)
+            before = float(before)
+            probe = lambda part: ctx.first_order_change(ctx.params, ctx.opt_state, part,
+                                                        ref_grads)
+        else:
+            before = float(ctx.reference_loss(ctx.params, reference))
+            probe = lambda part: ctx.loss_after_step(ctx.params, ctx.opt_state, part,
+                                                     reference) - before
+        change, tokens, mask, domains = [], [], [], []
         for start in range(0, len(rows["domain_id"]), chunk_local):
             part = {k: v[start:start + chunk_local] for k, v in rows.items()}
-            post.append(np.asarray(ctx.loss_after_step(ctx.params, ctx.opt_state,
-                                                       ctx.to_global(part), reference)))
+            change.append(np.asarray(probe(ctx.to_global(part)), np.float64))
             t, msk = model_inputs(part)
             tokens.append(ctx.all_gather(t))
             mask.append(ctx.all_gather(msk))
             domains.append(ctx.all_gather(part["domain_id"]))
-        return (before, np.concatenate(post), np.concatenate(tokens), np.concatenate(mask),
+        return (before, np.concatenate(change), np.concatenate(tokens), np.concatenate(mask),
                 np.concatenate(domains))
 
-    def _overhead(self, params, fitter: InfluenceFitter, train_fpt: float, probes: int,
-                  fit_rows: int, pool_rows: int, row_len: int) -> dict:
-        """Probing, fitting and scoring FLOPs as fractions of the stage's training FLOPs. A
-        probe is a training step on one row (fwd + bwd = 3 forwards) then a forward over the
-        reference; the reference loss before is one more forward."""
-        ref_tokens = self.reference["targets"].size
-        stage = self.m.stage_steps * self.cfg.train.batch_size * row_len * train_fpt
-        probing = probes * train_fpt * (row_len + ref_tokens / 3.0) + train_fpt / 3.0 * ref_tokens
+    def _overhead(self, params, fitter: InfluenceFitter, train_fpt: float, n_params: int,
+                  probes: int, fit_rows: int, pool_rows: int, row_len: int) -> dict:
+        """Probing, fitting and scoring FLOPs as fractions of the stage's training FLOPs.
+
+        A reference forward costs train_fpt / 3 per token less the unembedding (2 d V), which
+        runs only at the K loss positions of each row (padded: R * K of them). Exact probe: per
+        candidate a training step on its row (fwd + bwd = train_fpt per token) and a reference
+        forward; one more reference forward for the loss before. First-order probe: per
+        candidate its row's fwd + bwd and a dot product over the params (2 per param); once
+        per stage the reference's fwd + bwd (3 forwards; its loss comes with it). Fitting:
+        fwd + bwd (3 forwards) per minibatch row actually trained, a forward per hold-out row;
+        scoring: a forward per pool row; both as padded to their compiled shapes."""
+        m = self.m
+        unembed = 2.0 * self.cfg.model.d_model * self.cfg.model.vocab_size
+        mask = np.asarray(self.reference["loss_mask"]) > 0
+        ref_fwd = (mask.size * (train_fpt / 3.0 - unembed)
+                   + len(mask) * max(int(mask.sum(-1).max()), 1) * unembed)
+        stage = m.stage_steps * self.cfg.train.batch_size * row_len * train_fpt
+        candidate = train_fpt * row_len
+        if m.probe == "first_order":
+            probing = probes * (candidate + 2.0 * n_params) + 3.0 * ref_fwd
+        else:
+            probing = probes * (candidate + ref_fwd) + ref_fwd
         fwd = fitter.model.forward_flops_per_token(params, row_len) * row_len
-        fitting = 3.0 * fwd * fit_rows * fitter.epochs + fwd * (probes - fit_rows)
-        scoring = fwd * pool_rows
+        trained = fitter.epochs * fitter.batches_per_epoch(fit_rows) * min(fitter.batch_size,
+                                                                          fit_rows)
+        fitting = 3.0 * fwd * trained + fwd * fitter.predict_rows(probes - fit_rows)
+        scoring = fwd * fitter.predict_rows(pool_rows)
         return {"mates/probe_flops_fraction": probing / stage,
                 "mates/fit_flops_fraction": fitting / stage,
                 "mates/score_flops_fraction": scoring / stage,
@@ -322,6 +383,7 @@ def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Mates:
     _check(0 < m.selection_ratio <= 1, "selection_ratio", m.selection_ratio,
            "the fraction of the pool kept; in (0, 1]")
     _check(m.mode in MODES, "mode", m.mode, f"one of {MODES}")
+    _check(m.probe in PROBES, "probe", m.probe, f"one of {PROBES}")
     _check(m.tau > 0, "tau", m.tau, "the Gumbel-top-k temperature; > 0")
     _check(m.probe_chunk > 0 and m.probe_size >= 2 * m.probe_chunk, "probe_size",
            m.probe_size, "candidates probed per stage: at least 2 * probe_chunk")

@@ -165,7 +165,8 @@ def test_resume_mid_stage_and_at_a_stage_boundary_is_identical(tmp_path):
         cfg.train.run_steps = run_steps
         _train(cfg, str(tmp_path / "b"))
     strip = lambda ms: [{k: v for k, v in m.items() if k not in
-                         (*TIMING, "mates/seconds")}
+                         (*TIMING, "mates/seconds", "mates/stage_train_seconds",
+                                    "mates/overhead_seconds_fraction")}
                         for m in ms]
     straight = strip(read_metrics(str(tmp_path / "a")))
     assert straight == strip(read_metrics(str(tmp_path / "b")))
@@ -175,3 +176,28 @@ def test_resume_mid_stage_and_at_a_stage_boundary_is_identical(tmp_path):
                for m in stages)
     shares = [m[f"mates/selected/synthetic_{d}/share"] for m in stages for d in range(3)]
     assert np.isclose(sum(shares), 2.0)
+
+
+def test_overhead_counts_each_probe_and_the_masked_reference_forward():
+    """By hand, tiny config: a candidate is its row's fwd + bwd; the reference forward runs the
+    unembedding (2 d V per position) only at its loss positions (3 per row here)."""
+    cfg = _mates_config()
+    fpt, n_params, row_len, probes = 1e6, 5000, 16, 16
+    d, v = cfg.model.d_model, cfg.model.vocab_size
+    mask = np.zeros((8, 12))
+    mask[:, -3:] = 1
+    ref_fwd = 8 * 12 * (fpt / 3 - 2 * d * v) + 8 * 3 * 2 * d * v
+    stage = cfg.reweight.mates.stage_steps * cfg.train.batch_size * row_len * fpt
+    probing = {}
+    for probe in mates.PROBES:
+        cfg.reweight.mates.probe = probe
+        method = mates.Mates(cfg, {"targets": np.zeros((8, 12), np.int32), "loss_mask": mask})
+        fitter = method._get_fitter(row_len)
+        params = fitter.init(jax.random.key(0), np.zeros((2, row_len), np.int32),
+                             np.ones((2, row_len), bool))
+        out = method._overhead(params, fitter, fpt, n_params, probes, 12, 160, row_len)
+        probing[probe] = out["mates/probe_flops_fraction"] * stage
+        assert np.isclose(out["mates/overhead_flops"], out["mates/overhead_fraction"] * stage)
+    np.testing.assert_allclose(probing["first_order"],
+                               probes * (row_len * fpt + 2 * n_params) + 3 * ref_fwd)
+    np.testing.assert_allclose(probing["exact"], probes * (row_len * fpt + ref_fwd) + ref_fwd)
