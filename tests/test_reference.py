@@ -341,3 +341,15 @@ def test_resume_after_kill_9_is_bit_exact_with_a_reference(trained_reference, tm
     assert len([m for m in metrics if "weighter/kept_fraction" in m]) == 30
     assert len([m for m in metrics if "mixture/synthetic_0/weight" in m]) == 11  # 0, 3, ..., 30
     assert reference_lib.recorded(killed)["workdir"]["step"] == 6
+
+
+def test_a_resume_that_finds_another_reference_says_so(trained_reference, tmp_path):
+    cfg = tiny_config()
+    spec = _spec(cfg, trained_reference)
+    (tmp_path / reference_lib.RECORD_FILE).write_text(
+        f'{{"workdir": {{"workdir": "{os.path.abspath(trained_reference)}", "step": 6}}}}')
+    assert experiment.reference_changes(str(tmp_path), {"workdir": spec}) == []
+    (tmp_path / reference_lib.RECORD_FILE).write_text(
+        f'{{"workdir": {{"workdir": "{os.path.abspath(trained_reference)}", "step": 3}}}}')
+    (change,) = experiment.reference_changes(str(tmp_path), {"workdir": spec})
+    assert "trained against" in change and "at step 3" in change and "now step 6" in change
