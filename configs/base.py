@@ -173,7 +173,7 @@ def get_config() -> ml_collections.ConfigDict:
     # l_general - l_target, Moore & Lewis 2010: config.reference.general and .target)
     c.reweight.ref_select.mode = "perplexity"
     c.reweight.ref_select.selection_ratio = 0.5  # rows kept of the candidate pool
-    c.reweight.ref_select.stage_steps = 0  # steps per stage, reselected before each (0 = one, at step 0)
+    c.reweight.ref_select.stage_steps = 0  # steps per stage, each selected anew (0 = once, at step 0)
     c.reweight.ref_select.score_batch = 32  # pool rows scored per reference forward (global)
     c.reweight.odm = ml_collections.ConfigDict()
     c.reweight.odm.smoothing = 0.9  # a: reward R = a R + (1 - a) loss / pi
