@@ -20,6 +20,7 @@ from absl import logging
 
 from data.mixing import parse_weights
 from lm import checkpoint, loop, sharding, validation
+from lm import reference as reference_lib
 from lm import workdir as workdir_lib
 from reweight import registry
 from reweight.interface import BatchSource, HostMethod, Uniform, Weighter
@@ -279,6 +280,8 @@ class Experiment:
     data: Data
     weighter: Weighter
     methods: list[HostMethod]
+    # name (a field of config.reference) -> the frozen reference model it names
+    references: dict[str, reference_lib.ReferenceSpec] = dataclasses.field(default_factory=dict)
 
     def train(self, workdir: str, devices=None) -> loop.TrainResult:
         if self.data.source is None:
@@ -286,7 +289,7 @@ class Experiment:
                              "with train=True to train")
         return loop.train(self.cfg, workdir, source=self.data.source,
                           eval_sets=self.data.eval_sets, weighter=self.weighter,
-                          methods=self.methods, devices=devices)
+                          methods=self.methods, devices=devices, references=self.references)
 
     def evaluate(self, checkpoint: str, devices=None, field: str = "the checkpoint"):
         """The eval sets' losses under the params of `checkpoint` (a workdir); `field` is
@@ -312,18 +315,102 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: Data | No
             return default
 
     source = attempt(lambda: source_of(cfg))
-    weighter, methods = Uniform(), []
+    weighter, methods, references = Uniform(), [], {}
     if source is not None:
         env = Env(cfg, source, data.domain_names if data else None)
         if train:
             attempt(lambda: _check_weights(cfg, env.domain_names))
             weighter = attempt(lambda: registry.make_weighter(cfg, env), Uniform())
             methods = attempt(lambda: registry.make_host_methods(cfg, env), [])
+            references, reference_problems = reference_specs(cfg)
+            found += reference_problems
+            found += _step_reference_problems(cfg, weighter, methods)
         if data is None:
             found += source.check(train)
     if found:
         raise ValueError(f"{len(found)} problem(s) before any work:\n  " + "\n  ".join(found))
-    return Experiment(cfg, data or source.build(train), weighter, methods)
+    return Experiment(cfg, data or source.build(train), weighter, methods, references)
+
+
+REFERENCE_FIELDS = ("workdir", "target", "general")  # of config.reference
+
+
+def reference_specs(cfg: ml_collections.ConfigDict) -> tuple[dict, list[str]]:
+    """(name -> ReferenceSpec of every set field of config.reference, the problems found):
+    each must be a workdir of a run of this project with a checkpoint and a config.json, and
+    share this run's data source, tokenizer, vocabulary size and row length."""
+    specs, problems = {}, []
+    for name in REFERENCE_FIELDS:
+        path = cfg.reference[name]
+        if not path:
+            continue
+        found = _reference_problems(cfg, f"config.reference.{name}", path)
+        if found:
+            problems += found
+        else:
+            specs[name] = reference_lib.ReferenceSpec(f"config.reference.{name}", path,
+                                                      recorded_config(path).model)
+    return specs, problems
+
+
+def _reference_problems(cfg: ml_collections.ConfigDict, field: str, path: str) -> list[str]:
+    at = f"{field}={path!r}"
+    if not os.path.isdir(path):
+        return [f"{at}: no such directory; train the reference first (e.g. "
+                "configs/reference_target.py) and give its --workdir"]
+    if reference_lib.newest_step(path) is None:
+        return [f"{at} holds no checkpoint: give the --workdir of a reference run that has "
+                "saved one (its checkpoints/ folder), or train it to the end first"]
+    if workdir_lib.recorded_config(path) is None:
+        return [f"{at} has no {workdir_lib.CONFIG_FILE}, so its model shape is unknown: give "
+                "the --workdir of a run of this project"]
+    ref, out = recorded_config(path), []
+    same = (("model.vocab_size", ref.model.vocab_size, cfg.model.vocab_size),
+            ("data.source", ref.data.source, cfg.data.source),
+            ("data.vocab", ref.data.vocab, cfg.data.vocab),
+            ("data.seq_len", ref.data.seq_len, cfg.data.seq_len))
+    for key, theirs, ours in same:
+        if theirs != ours:
+            out.append(f"{at}: the reference was trained with {key}={theirs!r} and this run has "
+                       f"config.{key}={ours!r}; a reference must score the same tokens (same "
+                       f"tokenizer, vocabulary and row length): train a reference with "
+                       f"--config.{key}={ours!r}, or set config.{key} as the reference had it")
+    if cfg.data.source == "seqio" and cfg.data.vocab == "builtin" and os.path.realpath(
+            ref.data.data_dir) != os.path.realpath(cfg.data.data_dir):
+        out.append(f"{at}: the reference read its built-in tokenizer from data.data_dir="
+                   f"{ref.data.data_dir!r} and this run from config.data.data_dir="
+                   f"{cfg.data.data_dir!r}, which may hold another tokenizer: point both at "
+                   "the same corpus, or train a reference on this one")
+    return out
+
+
+def _step_reference_problems(cfg, weighter: Weighter, methods: Sequence[HostMethod]) -> list:
+    """A method that needs the reference in the step, and none named."""
+    needs = [f"config.reweight.instance={cfg.reweight.instance!r}"] if getattr(
+        weighter, "needs_reference", False) else []
+    needs += [f"host method {m.name!r}" for m in methods if m.needs_reference]
+    if needs and not cfg.reference.workdir:
+        return [f"{' and '.join(needs)} need(s) a frozen reference model in the step, and "
+                "config.reference.workdir is empty: set it to the --workdir of a reference run "
+                "(e.g. configs/reference_target.py)"]
+    return []
+
+
+def reference_changes(workdir: str, specs: dict) -> list[str]:
+    """Each reference whose newest checkpoint differs from the one the run in `workdir` first
+    loaded (reference.json): a resume would train against another model."""
+    out, before = [], reference_lib.recorded(workdir)
+    for name, spec in specs.items():
+        if name in before:
+            now = reference_lib.newest_step(spec.workdir)
+            if now != before[name]["step"] or os.path.abspath(spec.workdir) != before[name][
+                    "workdir"]:
+                out.append(f"{spec.field}={spec.workdir!r}: the run in --workdir={workdir} "
+                           f"trained against {before[name]['workdir']} at step "
+                           f"{before[name]['step']}, and its newest checkpoint is now step "
+                           f"{now}; restore that reference, use a new --workdir, or pass "
+                           "--allow_config_change to continue against the new one")
+    return out
 
 
 def warnings_of(cfg: ml_collections.ConfigDict) -> list[str]:
@@ -402,6 +489,10 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
     if mode == "eval" and not cfg.init_from:
         workdir_lib.check_model_matches(cfg, workdir, "--workdir")
     exp = build(cfg, train=mode == "train", problems=problems)
+    if mode == "train" and checkpoint.has_checkpoint(workdir) and not allow_config_change:
+        if changes := reference_changes(workdir, exp.references):
+            raise ValueError("the reference model changed under a run:\n  " +
+                             "\n  ".join(changes))
     if mode == "train":
         for warning in warnings_of(cfg):
             logging.warning(warning)

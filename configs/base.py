@@ -85,6 +85,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.on_nonfinite = "stop"  # a NaN/Inf loss or gradient: stop | skip (the update; counted)
     c.train.max_nonfinite_skips = 10  # skip mode: stop after this many skipped updates in a row
 
+    # Frozen reference models (lm/reference.py): each the --workdir of an earlier run of this
+    # project (its own config.json gives its model shape; same vocabulary and data.seq_len).
+    # Loaded params-only, never checkpointed. See "Reference-model methods" in the README.
+    c.reference = ml_collections.ConfigDict()
+    c.reference.workdir = ""  # the step's reference (rho1, doremi excess=token) and perplexity's
+    c.reference.target = ""  # cross-entropy difference: the model trained on the target domain
+    c.reference.general = ""  # cross-entropy difference: the model trained on the general mix
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.axes = ("data", "fsdp", "model")  # mesh axis names
     c.mesh.shape = (-1, 1, 1)  # devices per axis; one -1 takes the rest
@@ -151,11 +159,25 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.upsample.factor = 2.0  # their weights times this, renormalised (others keep ratios)
     c.reweight.upsample.last_fraction = 0.15  # final fraction of train.steps in the upsampled mix
     c.reweight.doremi = ml_collections.ConfigDict()
-    c.reweight.doremi.reference = ""  # the reference run's eval.json (per-domain losses)
+    # token (the paper's: per-token max(l_proxy - l_ref, 0) on the training batch, a forward of
+    # config.reference.workdir in the step) | domain_mean (means vs the reference's eval.json)
+    c.reweight.doremi.excess = "token"
+    c.reweight.doremi.reference = ""  # excess=domain_mean: the reference run's eval.json
     c.reweight.doremi.eta = 1.0  # step size of log alpha += eta * excess loss
     c.reweight.doremi.smoothing = 1e-3  # c: alpha = (1 - c) alpha + c / K
     c.reweight.doremi.update_every = 10  # steps between updates (the paper: 1; each syncs)
     c.reweight.doremi.signal = "train"  # proxy loss: train (since last update) | eval (latest)
+    # rho1 (Lin et al. 2024) only, see reweight/rho1.py: needs config.reference.workdir.
+    c.reweight.rho1 = ml_collections.ConfigDict()
+    c.reweight.rho1.keep = 0.6  # fraction of the global batch's loss tokens kept (paper: 0.6-0.7)
+    # ref_select (reweight/ref_select.py): keep the pool rows a reference model scores best.
+    c.reweight.ref_select = ml_collections.ConfigDict()
+    # perplexity (lowest loss under config.reference.workdir) | xent_diff (highest
+    # l_general - l_target, Moore & Lewis 2010: config.reference.general and .target)
+    c.reweight.ref_select.mode = "perplexity"
+    c.reweight.ref_select.selection_ratio = 0.5  # rows kept of the candidate pool
+    c.reweight.ref_select.stage_steps = 0  # steps per stage, each selected anew (0 = once, at step 0)
+    c.reweight.ref_select.score_batch = 32  # pool rows scored per reference forward (global)
     c.reweight.odm = ml_collections.ConfigDict()
     c.reweight.odm.smoothing = 0.9  # a: reward R = a R + (1 - a) loss / pi
     c.reweight.odm.update_every = 10  # steps per bandit round

@@ -20,11 +20,15 @@ from lm import checkpoint as ckpt_lib
 from lm import flops as flops_lib
 from lm import metrics as metrics_lib
 from lm import plots, prefetch, preemption, probe
+from lm import reference as reference_lib
 from lm import train as train_lib
 from lm import workdir as workdir_lib
 from lm.model import ModelConfig
 from reweight.interface import (BatchSource, DomainSums, EvalResult, HostContext, HostMethod,
                                 Uniform, Weighter)
+
+
+STEP_REFERENCE = "workdir"  # the reference the step runs: config.reference.workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +88,7 @@ def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flo
     replicated = jax.sharding.NamedSharding(rt.mesh, jax.sharding.PartitionSpec())
     probes = probe.make_probes(rt.model, rt.tx, replicated,
                                jax.tree.map(lambda a: a.sharding, rt.abstract.params))
+    reference_row_loss = probe.make_reference_row_loss(rt.references, replicated)
     count = jax.process_count()
 
     def to_global(rows: dict) -> dict:
@@ -104,26 +109,35 @@ def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flo
             set_weights=lambda w: source.set_weights(np.asarray(w, np.float64)),
             to_global=to_global, replicated=replicate, all_gather=all_gather,
             reference_set=lambda rows: replicate(probe.reference_positions(rows)),
-            train_flops_per_token=flops_tok, process_index=jax.process_index(),
-            process_count=count, **probes)
+            reference_row_loss=reference_row_loss, train_flops_per_token=flops_tok,
+            process_index=jax.process_index(), process_count=count, **probes)
     return make
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
           eval_sets: dict, weighter: Weighter, methods: Sequence[HostMethod] = (),
-          devices=None) -> TrainResult:
+          devices=None, references: dict | None = None) -> TrainResult:
     """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
     checkpoint. `eval_sets` maps each eval domain to this process's rows of its batches.
     Host methods act at the steps they name (see `reweight.interface.HostMethod`). SIGTERM or
-    SIGINT saves at the next step boundary and returns early (preempted)."""
+    SIGINT saves at the next step boundary and returns early (preempted). `references` (name ->
+    lm.reference.ReferenceSpec) are frozen models loaded for the run (never checkpointed); the
+    step runs the one named "workdir" when the weighter or a host method `needs_reference`."""
     names = tuple(source.domain_names)
     methods = list(methods)
     if len({m.name for m in methods}) != len(methods):
         raise ValueError(f"host methods need distinct names, got {[m.name for m in methods]}")
     for m in methods:
         source = m.wrap(source)
+    references = dict(references or {})
+    in_step = getattr(weighter, "needs_reference", False) or any(m.needs_reference
+                                                                  for m in methods)
+    if in_step and STEP_REFERENCE not in references:
+        raise ValueError("the weighter or a host method needs a reference model in the step: "
+                         f"set config.reference.{STEP_REFERENCE} to a reference run's workdir")
     rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
-                                 num_eval_domains=len(eval_sets))
+                                 num_eval_domains=len(eval_sets), references=references,
+                                 step_reference=STEP_REFERENCE if in_step else None)
     is_main = jax.process_index() == 0
     t = cfg.train
 
@@ -147,6 +161,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                                                                    rt.abstract.params)[0])
         if is_main:  # only now: a config whose checkpoint does not restore is not recorded
             workdir_lib.record(cfg, workdir)
+            if rt.references:
+                reference_lib.record(workdir, rt.references)
         saved = restored is not None  # whether a checkpoint holds a good state
         end = t.steps if t.run_steps == 0 else min(t.steps, start + t.run_steps)
         writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=t.steps,
@@ -203,14 +219,16 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                 nonfinite_run = 0
                 window_tokens += float(m["tokens"])
                 sums = DomainSums(loss=m["domain_loss_sum"], tokens=m["domain_tokens"],
-                                  rows=m["domain_rows"], weight=m["domain_weight_sum"])
+                                  rows=m["domain_rows"], weight=m["domain_weight_sum"],
+                                  excess=m.get("domain_excess_sum"))
                 for method in methods:
                     method.observe_train(step, sums)
             if step % t.log_every and step != end:
                 return
             elapsed = time.perf_counter() - window_t0
             tok_s = window_tokens / max(elapsed, 1e-9)
-            scalars = {k: m[k] for k in ("loss", "token_loss", "grad_norm")}
+            scalars = {k: m[k] for k in ("loss", "token_loss", "grad_norm")
+                       + (("reference_token_loss",) if "reference_token_loss" in m else ())}
             scalars |= {k: v for k, v in m.items() if k.startswith("weighter/")}
             if "nonfinite_skipped" in m:
                 scalars["nonfinite_skipped"] = m["nonfinite_skipped"]
@@ -220,6 +238,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
                     scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / m["domain_tokens"][i]
                     scalars[f"train/{n}/mean_weight"] = (m["domain_weight_sum"][i] * valid_rows /
                                                          m["domain_rows"][i])
+                    if "domain_excess_sum" in m:  # mean clipped per-token excess over the reference
+                        scalars[f"train/{n}/excess"] = (m["domain_excess_sum"][i] /
+                                                        m["domain_tokens"][i])
             scalars |= {"lr": float(schedule(step - 1)), "tokens_per_s": tok_s,
                         "mfu": tok_s * flops_tok / (peak * rt.mesh.size),
                         "data_wait_fraction": batches.wait_seconds / max(elapsed, 1e-9),

@@ -26,7 +26,9 @@ class MetricsWriter:
             return
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
-        kept = _truncate_after(self.path, start_step)
+        # From step 0 nothing is kept: a run killed before its first checkpoint committed starts
+        # over, and its step-0 lines (host methods acting at 0) are written again.
+        kept = _truncate_after(self.path, start_step if start_step > 0 else -1)
         self._elapsed_before = max((r["elapsed_s"] for r in kept if "elapsed_s" in r), default=0.0)
         self._jsonl = open(self.path, "a")
         self._tb = SummaryWriter(os.path.join(workdir, "tb"))

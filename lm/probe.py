@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lm.train import Batch, example_losses
+from lm.train import Batch, example_losses, token_losses
 
 
 def reference_positions(rows: dict) -> dict:
@@ -110,3 +110,26 @@ def make_probes(model: nn.Module, tx: optax.GradientTransformation,
         "first_order_change": jax.jit(jax.vmap(change, in_axes=(None, None, 0, None)),
                                       out_shardings=replicated),
     }
+
+
+def make_reference_row_loss(references: dict, replicated: jax.sharding.Sharding
+                            ) -> Callable[[str, Batch], jax.Array]:
+    """(name, global rows) -> [R] each row's mean token loss under the frozen reference model
+    `references[name]` (an lm.reference.Reference), replicated; one jitted function per
+    reference, its params passed as an argument."""
+    def mean_loss(params, rows, model):
+        mask_RxL = rows["loss_mask"].astype(jnp.float32)
+        return (token_losses(params, rows, model) * mask_RxL).sum(-1) / jnp.maximum(
+            mask_RxL.sum(-1), 1.0)
+
+    fns = {name: jax.jit(functools.partial(mean_loss, model=r.model),
+                         in_shardings=(r.shardings, None), out_shardings=replicated)
+           for name, r in references.items()}
+
+    def row_loss(name: str, rows: Batch) -> jax.Array:
+        if name not in fns:
+            raise ValueError(f"no reference model named {name!r} is loaded (loaded: "
+                             f"{sorted(fns)}): set config.reference.{name} to a reference "
+                             "run's workdir")
+        return fns[name](references[name].params, rows)
+    return row_loss

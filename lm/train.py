@@ -20,6 +20,7 @@ import optax
 from flax import struct
 
 from lm import model as model_lib
+from lm import reference as reference_lib
 from lm import sharding
 from reweight.interface import StepInputs, Weighter
 
@@ -120,16 +121,34 @@ def _domain_sums(values_B, domain_B, num_domains: int):
     return jax.ops.segment_sum(values_B, domain_B, num_segments=num_domains)
 
 
-def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
+def token_losses(params, batch: Batch, model: nn.Module) -> jax.Array:
+    """Per-token loss [B, L] of `params` on `batch`, held out of any gradient: a frozen
+    reference model's forward (the same computation as the trained model's)."""
+    return jax.lax.stop_gradient(_token_losses(params, batch, model)[1])
+
+
+def train_step(state: TrainState, batch: Batch, reference_params=None, *, model: nn.Module,
                tx: optax.GradientTransformation, weighter: Weighter, num_domains: int,
-               microbatches: int = 1) -> tuple[TrainState, dict]:
-    """One optimizer step on the global batch; returns the new state and device metrics."""
+               microbatches: int = 1, reference_model: nn.Module | None = None
+               ) -> tuple[TrainState, dict]:
+    """One optimizer step on the global batch; returns the new state and device metrics.
+
+    With a `reference_model` (its params an argument, never a constant), the reference's
+    per-token losses on the same batch reach the weighter and the metrics carry each domain's
+    summed clipped excess max(loss - reference loss, 0) over its loss tokens."""
     k = microbatches
     domain_B = batch["domain_id"]
     mask_BxL = batch["loss_mask"].astype(jnp.float32)
     valid_B = mask_BxL.sum(-1) > 0
+    ref_BxL = None
+    if reference_model is not None:  # forward only, micro-batch by micro-batch like training
+        ref_BxL = token_losses(reference_params, batch, reference_model) if k == 1 else \
+            _unmicrobatched(jax.lax.map(lambda mb: token_losses(reference_params, mb,
+                                                                reference_model),
+                                        _microbatched(batch, k)))
     inputs = StepInputs(domain_B=domain_B, valid_B=valid_B, loss_mask_BxL=mask_BxL,
-                        step=state.step, rng=jax.random.fold_in(state.rng, state.step))
+                        step=state.step, rng=jax.random.fold_in(state.rng, state.step),
+                        reference_token_loss_BxL=ref_BxL)
 
     def weigh(token_loss_BxL):
         """The weighter on the detached losses of the global batch (None: it reads none)."""
@@ -140,11 +159,14 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 token_loss_BxL=token_loss_BxL, example_loss_B=example_loss_B))
         return weighter(state.weighter_state, inputs)
 
-    def weighted_loss(params, mb, w):
+    def weighted_loss(params, mb, w, ref_mb):
         """sum w * loss on micro-batch `mb`: w [b] weighs each row's mean token loss, w [b, L]
-        each token's loss. w is None in a single pass: it is computed here, on these losses."""
+        each token's loss. w is None in a single pass: it is computed here, on these losses.
+        `ref_mb` is the reference's token losses on `mb` (None: no reference)."""
         _, token_loss_BxL, mb_mask_BxL = _token_losses(params, mb, model)
         losses_B, loss_sum_B, tokens_B = _per_example(token_loss_BxL, mb_mask_BxL)
+        excess_B = None if ref_mb is None else (jnp.maximum(
+            jax.lax.stop_gradient(token_loss_BxL) - ref_mb, 0.0) * mb_mask_BxL).sum(-1)
         wstate = wmetrics = None
         if w is None:
             w, wstate, wmetrics = weigh(token_loss_BxL if weighter.needs_losses else None)
@@ -154,12 +176,12 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         else:  # per-token weights; padding never trains whatever the weighter returned
             w = w * mb_mask_BxL
             loss, w_B = (w * token_loss_BxL).sum(), w.sum(-1)
-        return loss, (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)
+        return loss, (losses_B, loss_sum_B, tokens_B, w_B, excess_B, wstate, wmetrics)
 
     grad_fn = jax.value_and_grad(weighted_loss, has_aux=True)
     if k == 1:
-        (loss, (losses_B, loss_sum_B, tokens_B, w_B, wstate, wmetrics)), grads = grad_fn(
-            state.params, batch, None)
+        (loss, (losses_B, loss_sum_B, tokens_B, w_B, excess_B, wstate, wmetrics)), grads = \
+            grad_fn(state.params, batch, None, ref_BxL)
     else:
         mbs = _microbatched(batch, k)
         if weighter.needs_losses:  # weights need every micro-batch's losses first
@@ -168,16 +190,18 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         else:
             w, wstate, wmetrics = weigh(None)
         w_mbs = _microbatched({"w": w}, k)["w"]
+        ref_mbs = None if ref_BxL is None else _microbatched({"r": ref_BxL}, k)["r"]
 
         def accumulate(grads, xs):
-            mb, w = xs
-            (loss, aux), g = grad_fn(state.params, mb, w)
-            return jax.tree.map(jnp.add, grads, g), (loss,) + aux[:4]
+            mb, w, ref_mb = xs
+            (loss, aux), g = grad_fn(state.params, mb, w, ref_mb)
+            return jax.tree.map(jnp.add, grads, g), (loss,) + aux[:5]
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        grads, (mb_loss, *per_example) = jax.lax.scan(accumulate, zeros, (mbs, w_mbs))
+        grads, (mb_loss, *per_example) = jax.lax.scan(accumulate, zeros, (mbs, w_mbs, ref_mbs))
         loss = mb_loss.sum()
-        losses_B, loss_sum_B, tokens_B, w_B = (_unmicrobatched(x) for x in per_example)
+        losses_B, loss_sum_B, tokens_B, w_B, excess_B = (
+            None if x is None else _unmicrobatched(x) for x in per_example)
 
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -197,6 +221,10 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         "domain_rows": _domain_sums(valid_B.astype(jnp.float32), domain_B, num_domains),
         **{f"weighter/{n}": v for n, v in wmetrics.items()},
     }
+    if excess_B is not None:
+        metrics["domain_excess_sum"] = _domain_sums(excess_B, domain_B, num_domains)
+        ref_sum_B = (ref_BxL * mask_BxL).sum(-1)
+        metrics["reference_token_loss"] = ref_sum_B.sum() / jnp.maximum(tokens_B.sum(), 1.0)
     if isinstance(opt_state, optax.ApplyIfFiniteState):
         metrics["nonfinite_skipped"] = opt_state.total_notfinite
     return new_state, metrics
@@ -237,6 +265,9 @@ class Runtime:
     batch_shard: jax.sharding.NamedSharding
     step_fn: Any  # (state, global batch) -> (state, metrics); donates the state
     eval_fn: Any  # (params, global batch) -> per-domain loss sums and token counts
+    # name -> frozen reference model (lm.reference.Reference) on this mesh; the step's own, if
+    # it runs one, is bound into step_fn
+    references: dict = dataclasses.field(default_factory=dict)
 
     def context(self) -> contextlib.ExitStack:
         """The mesh and logical-axis rules under which the steps trace."""
@@ -251,9 +282,11 @@ class Runtime:
 
 def build_runtime(cfg: ml_collections.ConfigDict, weighter: Weighter, num_domains: int,
                   devices=None, tx: optax.GradientTransformation | None = None,
-                  num_eval_domains: int | None = None) -> Runtime:
+                  num_eval_domains: int | None = None, references: dict | None = None,
+                  step_reference: str | None = None) -> Runtime:
     """Mesh, model, optimizer (AdamW from the config unless `tx` is given), state layout and
-    the jitted steps with explicit shardings."""
+    the jitted steps with explicit shardings. `references` (name -> lm.reference.ReferenceSpec)
+    are loaded on the mesh; the step runs the forward of the one named `step_reference`."""
     mesh = sharding.make_mesh(cfg.mesh, devices)
     rules = sharding.rules(cfg.mesh)
     model = make_model(cfg)
@@ -261,15 +294,27 @@ def build_runtime(cfg: ml_collections.ConfigDict, weighter: Weighter, num_domain
     abstract, init_fn = state_layout(model, tx, weighter, cfg.data.seq_len, mesh, rules)
     state_shardings = jax.tree.map(lambda a: a.sharding, abstract)
     batch_shard = sharding.batch_sharding(mesh, rules)
+    loaded = {name: reference_lib.load(spec, mesh, rules, cfg.data.seq_len)
+              for name, spec in (references or {}).items()}
+    ref = loaded[step_reference] if step_reference else None
     # Metrics are small; every process gets all of them (per-example ones too) to read.
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    step_fn = jax.jit(
+    jitted = jax.jit(
         functools.partial(train_step, model=model, tx=tx, weighter=weighter,
-                          num_domains=num_domains, microbatches=cfg.train.microbatches),
-        in_shardings=(state_shardings, batch_shard), out_shardings=(state_shardings, replicated),
-        donate_argnums=0)
+                          num_domains=num_domains, microbatches=cfg.train.microbatches,
+                          reference_model=ref.model if ref else None),
+        in_shardings=(state_shardings, batch_shard, ref.shardings if ref else None),
+        out_shardings=(state_shardings, replicated), donate_argnums=0)
+    ref_params = ref.params if ref else None
+    step_fn = functools.partial(_bound_step, jitted, ref_params)
     eval_fn = jax.jit(functools.partial(eval_step, model=model,
                                         num_domains=num_eval_domains or num_domains),
                       in_shardings=(state_shardings.params, batch_shard),
                       out_shardings=replicated)
-    return Runtime(cfg, mesh, rules, model, tx, abstract, init_fn, batch_shard, step_fn, eval_fn)
+    return Runtime(cfg, mesh, rules, model, tx, abstract, init_fn, batch_shard, step_fn, eval_fn,
+                   loaded)
+
+
+def _bound_step(jitted, reference_params, state, batch):
+    """The jitted step with the reference's params passed as an argument."""
+    return jitted(state, batch, reference_params)

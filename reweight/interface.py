@@ -57,8 +57,8 @@ class StepInputs:
     # under gradient accumulation).
     token_loss_BxL: jax.Array | None = None  # per-token cross-entropy
     example_loss_B: jax.Array | None = None  # each row's mean token loss
-    # A frozen reference model's per-token losses on the same tokens, when a run configures
-    # one (None otherwise).
+    # A frozen reference model's per-token losses on the same tokens (config.reference.workdir),
+    # when the weighter's `needs_reference` is True (None otherwise).
     reference_token_loss_BxL: jax.Array | None = None
 
 
@@ -71,6 +71,9 @@ class Weighter(Protocol):
     shape returned.
     """
     needs_losses: bool  # False: the weights never read the losses (they are None in inputs)
+    # True: the step runs the frozen reference model's forward on the batch and hands its
+    # per-token losses in `inputs.reference_token_loss_BxL` (a weighter without it: False).
+    needs_reference: bool
 
     def init(self) -> PyTree:
         """The initial state (any pytree of arrays; () if stateless)."""
@@ -83,6 +86,7 @@ class Uniform:
     """Every row with loss tokens weighs the same: the plain mean of per-example losses."""
 
     needs_losses = False
+    needs_reference = False
 
     def init(self) -> PyTree:
         return ()
@@ -101,6 +105,9 @@ class DomainSums:
     tokens: np.ndarray  # loss tokens
     rows: np.ndarray  # rows with any loss token
     weight: np.ndarray  # summed instance weight
+    # Summed per-token clipped excess loss max(l_model - l_reference, 0) over the loss tokens,
+    # when the step runs a reference model (some method's `needs_reference`); None otherwise.
+    excess: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +160,10 @@ class HostContext:
     # the reference loss from that step to first order, <grad L_ref, update(row)> (no
     # reference forward per row)
     first_order_change: Callable[[PyTree, PyTree, dict, PyTree], jax.Array]
+    # jitted (reference name, global rows) -> [R] each row's mean token loss under a frozen
+    # reference model; the names are the set fields of config.reference (workdir, target,
+    # general); an unknown or unset name raises ValueError
+    reference_row_loss: Callable[[str, dict], jax.Array]
     train_flops_per_token: float  # of one training step (forward + backward) at seq_len
     process_index: int
     process_count: int
@@ -176,6 +187,9 @@ class HostMethod:
     a comparison adds it to the run's FLOPs.
     """
     name: str = ""  # its checkpoint item is "host_" + name; unique within a run
+    # True: the step runs the reference model (config.reference.workdir) on every batch, so
+    # that `observe_train`'s sums carry `excess`
+    needs_reference: bool = False
 
     def wrap(self, source: BatchSource) -> BatchSource:
         return source
@@ -206,6 +220,11 @@ class MixturePolicy:
     """Domain sampling weights from per-domain losses, every `update_every` steps: subclass it
     and override what the policy needs (`reweight.mixture.MixtureMethod` runs it)."""
     update_every: int = 0  # steps between updates; 0 = never
+    needs_reference: bool = False  # as HostMethod's: the step's sums then carry `excess`
+
+    def observe_train(self, step: int, sums: DomainSums) -> None:
+        """After every finite step: its per-domain sums (for a policy that keeps its own
+        window, e.g. of the reference excess)."""
 
     def initial_weights(self) -> np.ndarray | None:
         """Weights for the first batch of a fresh run (None = the data config's weights)."""

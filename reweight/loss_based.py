@@ -70,6 +70,7 @@ class LossBased:
     """
 
     needs_losses = True
+    needs_reference = False
 
     def __init__(self, strategy: str, r: float, d: float = 1.0, warmup_steps: int = 0,
                  r_schedule: str = "constant", r_start: float = 100.0, r_schedule_steps: int = 0):

@@ -23,6 +23,7 @@ class MixtureMethod(HostMethod):
         self.window_loss = np.zeros(len(self.names))
         self.window_tokens = np.zeros(len(self.names))
         self.eval_loss: dict = {}
+        self.needs_reference = policy.needs_reference
 
     def acts_at(self, step: int) -> bool:
         every = self.policy.update_every
@@ -31,6 +32,7 @@ class MixtureMethod(HostMethod):
     def observe_train(self, step: int, sums: DomainSums) -> None:
         self.window_loss += sums.loss
         self.window_tokens += sums.tokens
+        self.policy.observe_train(step, sums)
 
     def observe_eval(self, result: EvalResult) -> None:
         self.eval_loss = {n: result.loss[n] for n in self.names if n in result.loss}

@@ -20,6 +20,7 @@ from reweight.mixture import MixtureMethod
 WEIGHTERS = {
     "uniform": lambda cfg, env: Uniform(),
     "loss_based": "reweight.loss_based:from_config",  # Sow et al. 2025
+    "rho1": "reweight.rho1:from_config",  # Lin et al. 2024 (needs config.reference.workdir)
 }
 MIXTURES = {
     "fixed": None,  # config.data.weights throughout: no host method
@@ -33,6 +34,7 @@ MIXTURES = {
 SELECTORS = {
     "none": None,  # train on the mixture as drawn
     "mates": "reweight.mates:from_config",  # Yu et al. 2024
+    "ref_select": "reweight.ref_select:from_config",  # perplexity / Moore & Lewis 2010
 }
 # The config.reweight fields only one method reads: set while another is chosen, they do
 # nothing (the run warns).
@@ -45,6 +47,8 @@ FIELDS = {
     ("mixture", "odm"): ("odm",),
     ("mixture", "skill_it"): ("skill_it",),
     ("selector", "mates"): ("mates",),
+    ("instance", "rho1"): ("rho1",),
+    ("selector", "ref_select"): ("ref_select",),
 }
 
 

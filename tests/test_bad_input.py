@@ -64,6 +64,22 @@ def _set(**fields):
     return mutate
 
 
+def _reference(field="workdir", checkpoint=True, config=True, **changes):
+    """A reference workdir under the test's folder (a recorded config of the tiny model with
+    `changes`, e.g. data.seq_len=8, and an empty finished step) named by config.reference.FIELD."""
+    def mutate(cfg, root):
+        path = os.path.join(root, f"ref_{field}")
+        os.makedirs(os.path.join(path, "checkpoints", "5") if checkpoint else path)
+        ref = tiny_config()
+        for key, value in changes.items():
+            section, name = key.split(".")
+            ref[section][name] = value
+        if config:
+            workdir_lib.record(ref, path)
+        cfg.reference[field] = path
+    return mutate
+
+
 CASES = {
     # The core config fields (lm/validation.py).
     "zero width": (_set(**{"model.d_model": 0}), r"config\.model\.d_model must be in \(0"),
@@ -147,6 +163,38 @@ CASES = {
     "vocabulary too big for the model": (
         lambda c, r: (_seqio(c, r), c.model.update(vocab_size=64)),
         r"config\.model\.vocab_size=64 is smaller than the tokenizer's"),
+    # Reference models (experiment.reference_specs).
+    "reference directory missing": (_set(**{"reference.workdir": "/no/such/ref"}),
+                                    r"config\.reference\.workdir='/no/such/ref': no such "
+                                    r"directory; train the reference first"),
+    "reference without a checkpoint": (_reference(checkpoint=False),
+                                       r"config\.reference\.workdir=.* holds no checkpoint"),
+    "reference without its config": (_reference(config=False), r"has no config\.json, so its "
+                                                                 r"model shape is unknown"),
+    "reference of another vocabulary size": (
+        _reference(**{"model.vocab_size": 128}),
+        r"config\.reference\.workdir=.*trained with model\.vocab_size=128 and this run has "
+        r"config\.model\.vocab_size=64.*--config\.model\.vocab_size=64"),
+    "reference of another sequence length": (
+        _reference(**{"data.seq_len": 8}),
+        r"trained with data\.seq_len=8 and this run has config\.data\.seq_len=16"),
+    "reference of another tokenizer": (
+        _reference(field="target", **{"data.vocab": "byte"}),
+        r"config\.reference\.target=.*trained with data\.vocab='byte' and this run has "
+        r"config\.data\.vocab='builtin'"),
+    "RHO-1 without a reference": (_set(**{"reweight.instance": "rho1"}),
+                                  r"config\.reweight\.instance='rho1' need\(s\) a frozen "
+                                  r"reference model in the step, and config\.reference\.workdir "
+                                  r"is empty"),
+    "per-token DoReMi without a reference": (
+        _set(**{"reweight.mixture": "doremi", "reweight.doremi.excess": "token"}),
+        r"host method 'mixture' need\(s\) a frozen reference model"),
+    "cross-entropy difference without its references": (
+        _set(**{"reweight.selector": "ref_select", "reweight.ref_select.mode": "xent_diff"}),
+        r"ref_select\.mode='xent_diff' reads the reference model\(s\) config\.reference\."
+        r"general, config\.reference\.target, which are not set"),
+    "RHO-1 keeps nothing": (_set(**{"reweight.instance": "rho1", "reweight.rho1.keep": 0.0}),
+                            r"config\.reweight\.rho1\.keep must be in \(0, 1\], got 0"),
     # Checkpoints and workdirs.
     "init from nowhere": (_set(init_from="/no/such/run"), r"init_from='/no/such/run': no checkpoint"),
 }

@@ -57,7 +57,8 @@ def test_proxy_trains_against_reference_losses_and_logs_weights(tmp_path):
     (tmp_path / "eval.json").write_text(json.dumps(reference))
     cfg = tiny_config(steps=6)
     cfg.reweight.mixture = "doremi"
-    cfg.reweight.doremi.update(reference=str(tmp_path / "eval.json"), update_every=2)
+    cfg.reweight.doremi.update(excess="domain_mean", reference=str(tmp_path / "eval.json"),
+                               update_every=2)
     exp = experiment.build(cfg)
     exp.train(str(tmp_path / "proxy"), devices=jax.devices()[:1])
     policy = exp.methods[0].policy
