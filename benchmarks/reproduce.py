@@ -27,6 +27,8 @@ METHODS = {
     "loss_based": "configs/compare/loss_planted.py",  # Sow et al. 2025, planted junk
     "odm": "configs/compare/odm_planted.py",  # Albalak et al. 2023, planted noise
     "skill_it": "configs/compare/skill_it_lego.py",  # Chen et al. 2023, LEGO
+    # Lin et al. 2024; needs its reference first (the command is in the config's docstring)
+    "rho1": "configs/compare/rho1_planted.py",
 }
 QUICK = "train.steps=150;train.eval_every=50;train.warmup_steps=15;train.checkpoint_every=150"
 
