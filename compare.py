@@ -38,6 +38,7 @@ import numpy as np
 import experiment
 import paired_stats
 from lm import flops as flops_lib
+from lm import workdir as workdir_lib
 from lm.metrics import read_metrics
 from lm.model import ModelConfig
 
@@ -160,6 +161,9 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str) 
     """Trains one run to the end (resuming its checkpoint) and writes its run.json; a failure
     is recorded there, not raised. Runs share JAX's compilation cache in `cache_dir`."""
     os.makedirs(workdir, exist_ok=True)
+    if _status(workdir) == "ok":  # finished meanwhile, by another comparison sharing the run
+        with open(os.path.join(workdir, RUN_FILE)) as f:
+            return json.load(f)
     t0 = time.perf_counter()
     record = {"status": "ok"}
     try:
@@ -172,8 +176,7 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str) 
         record = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                   "traceback": traceback.format_exc(limit=8)}
     record["seconds"] = time.perf_counter() - t0
-    with open(os.path.join(workdir, RUN_FILE), "w") as f:
-        json.dump(record, f, indent=1)
+    workdir_lib.write_atomic(os.path.join(workdir, RUN_FILE), json.dumps(record, indent=1))
     return record
 
 

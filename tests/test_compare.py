@@ -212,3 +212,12 @@ def test_steps_until_every_skill_is_accurate(tmp_path):
     assert q("fast")["verdict"] == "better" and q("never")["reached"] == 0
     text = compare.write_markdown(summary, str(tmp_path / "compare.md"), "t")
     assert "- never: never (0/3 reached)" in text and "- fast: 0.583" in text
+
+
+def test_a_run_another_comparison_finished_meanwhile_is_not_touched(tmp_path):
+    """Two comparisons may share a run: once it is ok, neither trains nor overwrites it."""
+    record = {"status": "ok", "seconds": 12.0}
+    (tmp_path / compare.RUN_FILE).write_text(json.dumps(record))
+    cfg = base.get_config()  # no experiment fields at all: training it would fail at once
+    assert compare.train_run(cfg, str(tmp_path), str(tmp_path)) == record
+    assert json.loads((tmp_path / compare.RUN_FILE).read_text()) == record
