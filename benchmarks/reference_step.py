@@ -20,13 +20,11 @@ import os
 import platform
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
 import experiment  # noqa: E402
@@ -35,7 +33,7 @@ from lm import train as train_lib  # noqa: E402
 from lm import workdir as workdir_lib  # noqa: E402
 from reweight.interface import Uniform  # noqa: E402
 from reweight.rho1 import Rho1  # noqa: E402
-from step_throughput import SHAPES, _batch, _config  # noqa: E402
+from step_throughput import SHAPES, _config, time_runtimes  # noqa: E402
 
 
 def _reference(cfg, directory: str) -> reference_lib.ReferenceSpec:
@@ -55,30 +53,12 @@ def time_arms(cfg, spec, steps: int, repeats: int) -> dict:
     names = tuple(f"d{d}" for d in range(cfg.data.num_domains))
     arms = {"uniform": (Uniform(), None), "reference": (Uniform(), "workdir"),
             "rho1": (Rho1(0.6, names), "workdir")}
-    runs = {}
-    for name, (weighter, ref) in arms.items():
-        rt = train_lib.build_runtime(cfg, weighter, cfg.data.num_domains, jax.devices()[:1],
-                                     references={"workdir": spec} if ref else None,
-                                     step_reference=ref)
-        with rt.context():
-            state = rt.init_fn(jax.random.key(0))
-            batch = rt.global_batch(_batch(cfg, np.random.default_rng(0)))
-            for _ in range(2):  # compile and warm up
-                state, m = rt.step_fn(state, batch)
-            jax.block_until_ready(m)
-        runs[name] = [rt, state, batch]
-    best = {name: float("inf") for name in arms}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            rt, state, batch = run
-            with rt.context():
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    state, m = rt.step_fn(state, batch)
-                jax.block_until_ready((state, m))
-            best[name] = min(best[name], (time.perf_counter() - t0) / steps)
-            run[1] = state
-    return best
+    runtimes = {name: train_lib.build_runtime(cfg, weighter, cfg.data.num_domains,
+                                              jax.devices()[:1],
+                                              references={"workdir": spec} if ref else None,
+                                              step_reference=ref)
+                for name, (weighter, ref) in arms.items()}
+    return time_runtimes(cfg, runtimes, steps, repeats, warmup=2)
 
 
 def main():

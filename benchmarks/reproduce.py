@@ -39,9 +39,6 @@ def reproduce(method: str, workdir: str, quick: bool) -> dict:
     if quick:
         cfg.compare.seeds = "0"
         cfg.compare.overrides = ";".join(o for o in (cfg.compare.overrides, QUICK) if o)
-        for arm in cfg.compare.arms.values():  # warm-ups shorter than the quick run
-            arm.overrides = arm.overrides.replace("reweight.warmup_steps=25",
-                                                  "reweight.warmup_steps=8")
     return compare.run(cfg, os.path.join(workdir, method + ("_quick" if quick else "")))
 
 

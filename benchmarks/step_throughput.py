@@ -98,18 +98,24 @@ def time_steps(cfg, weighter, steps: int, repeats: int) -> float:
 def time_side_by_side(cfg, weighters: dict, steps: int, repeats: int, devices=None) -> dict:
     """Best seconds per step of each weighter's step, their timed windows interleaved so that
     machine load falls on all of them alike."""
+    return time_runtimes(cfg, {name: train_lib.build_runtime(cfg, weighter, cfg.data.num_domains,
+                                                             devices or jax.devices()[:1])
+                               for name, weighter in weighters.items()}, steps, repeats)
+
+
+def time_runtimes(cfg, runtimes: dict, steps: int, repeats: int, warmup: int = 3) -> dict:
+    """Best seconds per step of each runtime's step on one random batch, after `warmup` steps
+    (compile), the timed windows of `steps` steps interleaved `repeats` times."""
     runs = {}
-    for name, weighter in weighters.items():
-        rt = train_lib.build_runtime(cfg, weighter, cfg.data.num_domains,
-                                     devices or jax.devices()[:1])
+    for name, rt in runtimes.items():
         with rt.context():
             state = rt.init_fn(jax.random.key(0))
             batch = rt.global_batch(_batch(cfg, np.random.default_rng(0)))
-            for _ in range(3):  # compile and warm up
+            for _ in range(warmup):
                 state, m = rt.step_fn(state, batch)
             jax.block_until_ready(m)
         runs[name] = [rt, state, batch]
-    best = {name: float("inf") for name in weighters}
+    best = {name: float("inf") for name in runtimes}
     for _ in range(repeats):
         for name, run in runs.items():
             rt, state, batch = run
