@@ -1,7 +1,9 @@
 """Compare runs: `python main.py --mode=compare --config=configs/compare/<name>.py --workdir=DIR`.
 
 Trains every (arm, seed) of the config's `compare` section in DIR/runs/<arm>/seed<k>/ through
-the ordinary entry point (`experiment.run`), then tables them against the baseline arm: per arm,
+the ordinary entry point (`experiment.run`), after the runs they need (`compare.prerequisites`:
+a reference model, a DoReMi proxy, each once in DIR/prerequisites/<name>/, its workdir written
+`@name` in any overrides), then tables them against the baseline arm: per arm,
 the mean over seeds and its confidence interval of the final eval loss per domain and over the
 training domains (held-out domains apart), the area under the eval-loss curve, accuracy where
 the eval has it, and the steps at which the arm reaches the baseline's final loss; beside each,
@@ -28,6 +30,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import sys
 import time
 import traceback
@@ -99,6 +102,40 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+PREREQUISITE = re.compile(r"@([A-Za-z_]\w*)")  # "@name" in overrides: that prerequisite's workdir
+
+
+def prerequisite_dir(workdir: str, name: str) -> str:
+    return os.path.join(workdir, "prerequisites", name)
+
+
+def resolve(text: str, cfg: ml_collections.ConfigDict, workdir: str, where: str) -> str:
+    """Overrides with each "@name" replaced by prerequisite `name`'s workdir."""
+    names = list(cfg.compare.prerequisites.keys())
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) not in names:
+            raise ValueError(f"{where}: {m.group(0)!r} names no prerequisite; declared: "
+                             f"{names or 'none'} (add c.compare.prerequisites."
+                             f"{m.group(1)} = base.arm(CONFIG, OVERRIDES))")
+        return prerequisite_dir(workdir, m.group(1))
+    return PREREQUISITE.sub(sub, text)
+
+
+def prerequisite_order(cfg: ml_collections.ConfigDict) -> list[str]:
+    """The prerequisites, each after those its overrides name (a cycle is an error)."""
+    needs = {n: set(PREREQUISITE.findall(p.overrides)) & set(cfg.compare.prerequisites.keys())
+             for n, p in cfg.compare.prerequisites.items()}
+    order: list[str] = []
+    while len(order) < len(needs):
+        ready = [n for n in needs if n not in order and needs[n] <= set(order)]
+        if not ready:
+            raise ValueError("config.compare.prerequisites name each other in a cycle: "
+                             f"{sorted(set(needs) - set(order))}")
+        order += ready
+    return order
+
+
 def seeds_of(cfg: ml_collections.ConfigDict) -> list[int]:
     try:
         seeds = [int(s) for s in str(cfg.compare.seeds).split(",") if s.strip()]
@@ -129,24 +166,43 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.compare.backend={c.backend!r} is unknown; use local or ray")
         if c.processes < 1:
             raise ValueError(f"config.compare.processes={c.processes} must be >= 1")
-        for name in arms:
-            parse_overrides(c.arms[name].overrides)
-            load_config_file(c.arms[name].config)
-        parse_overrides(c.overrides)
+        specs = {f"config.compare.arms.{n}": c.arms[n] for n in arms}
+        specs.update({f"config.compare.prerequisites.{n}": p
+                      for n, p in c.prerequisites.items()})
+        for where, spec in specs.items():
+            parse_overrides(resolve(spec.overrides, cfg, "", f"{where}.overrides"))
+            load_config_file(spec.config)
+        parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
+        prerequisite_order(cfg)
     if c.baseline not in arms:
         raise ValueError(f"config.compare.baseline={c.baseline!r} is not an arm; the arms are "
                          f"{arms}")
 
 
-def run_config(cfg: ml_collections.ConfigDict, arm: str, seed: int) -> ml_collections.ConfigDict:
-    """The experiment config of one run: the arm's file, the comparison's overrides, the arm's,
-    then the seed, the comparison's eval rows and no progress bar."""
+def run_config(cfg: ml_collections.ConfigDict, arm: str, seed: int,
+               workdir: str = "") -> ml_collections.ConfigDict:
+    """The experiment config of one run: the arm's file, the comparison's overrides, the arm's
+    (`@name` read as the prerequisite's workdir under `workdir`), then the seed, the
+    comparison's eval rows and no progress bar."""
     spec = cfg.compare.arms[arm]
     run_cfg = load_config_file(spec.config)
-    apply_overrides(run_cfg, cfg.compare.overrides, "config.compare.overrides")
-    apply_overrides(run_cfg, spec.overrides, f"config.compare.arms.{arm}.overrides")
+    for text, where in ((cfg.compare.overrides, "config.compare.overrides"),
+                        (spec.overrides, f"config.compare.arms.{arm}.overrides")):
+        apply_overrides(run_cfg, resolve(text, cfg, workdir, where), where)
     run_cfg.seed = seed
     run_cfg.data.eval_rows = cfg.compare.eval_rows
+    run_cfg.train.progress_bar = False
+    return run_cfg
+
+
+def prerequisite_config(cfg: ml_collections.ConfigDict, name: str,
+                        workdir: str) -> ml_collections.ConfigDict:
+    """A prerequisite's experiment config: its file and its own overrides only (not the
+    comparison's: a reference has its own data), its file's seed, no progress bar."""
+    spec = cfg.compare.prerequisites[name]
+    run_cfg = load_config_file(spec.config)
+    where = f"config.compare.prerequisites.{name}.overrides"
+    apply_overrides(run_cfg, resolve(spec.overrides, cfg, workdir, where), where)
     run_cfg.train.progress_bar = False
     return run_cfg
 
@@ -180,6 +236,22 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str) 
     return record
 
 
+def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """Trains each unfinished prerequisite here, in dependency order; a failed one stops the
+    comparison (its arms cannot run without it)."""
+    for name in prerequisite_order(cfg):
+        d = prerequisite_dir(workdir, name)
+        if _status(d) == "ok":
+            continue
+        record = train_run(prerequisite_config(cfg, name, workdir), d, workdir)
+        print(f"compare: prerequisite {name}: {record['status']} in {record['seconds']:.0f} s",
+              file=sys.stderr, flush=True)
+        if record["status"] != "ok":
+            raise SystemExit(f"prerequisite {name} ({d}) did not finish: "
+                             f"{record.get('error', record['status'])}; fix it and rerun the "
+                             "comparison (finished runs are kept)")
+
+
 def _status(workdir: str) -> str | None:
     path = os.path.join(workdir, RUN_FILE)
     if not os.path.exists(path):
@@ -199,7 +271,7 @@ def _train_all(cfg: ml_collections.ConfigDict, workdir: str, todo: list) -> None
             raise SystemExit(f"run {arm} seed {seed} stopped by a signal; rerun the comparison "
                              "to resume it from its checkpoint")
 
-    jobs = [(arm, seed, run_config(cfg, arm, seed), run_dir(workdir, arm, seed))
+    jobs = [(arm, seed, run_config(cfg, arm, seed, workdir), run_dir(workdir, arm, seed))
             for arm, seed in todo]
     if c.backend == "ray":
         import ray
@@ -628,6 +700,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         todo = sorted(((a, s) for a, s in pairs if _status(run_dir(workdir, a, s)) != "ok"),
                       key=lambda p: (p[1], list(c.arms.keys()).index(p[0])))
         if todo:
+            train_prerequisites(cfg, workdir)
             _train_all(cfg, workdir, todo)
         runs = [read_run(run_dir(workdir, a, s), a, s) for a, s in pairs]
         title = f"Comparison: {', '.join(c.arms.keys())}"

@@ -268,8 +268,17 @@ class Env:
     def reference_rows(self, kind: str, domain: str, rows: int, length: int) -> dict:
         if kind == "cloze":
             return self.source.cloze_rows(domain, rows, length)
-        if kind == "validation":
-            return self.source.validation_rows(domain, rows)
+        if kind == "validation":  # held out from the eval: the rows after its first eval_rows
+            skip = self.cfg.data.eval_rows
+            batch = self.source.validation_rows(domain, skip + rows)
+            held_out = {k: v[skip:skip + rows] for k, v in batch.items()}
+            have = int((held_out["loss_mask"].sum(axis=1) > 0).sum())
+            if have < rows:
+                raise ValueError(
+                    f"the reference set needs {rows} validation rows of {domain!r} after the "
+                    f"eval's first config.data.eval_rows={skip}, and the split has {have} more: "
+                    "lower the reference rows or data.eval_rows, or use a longer split")
+            return held_out
         raise ValueError(f"reference set kind {kind!r} is unknown; use cloze or validation")
 
 

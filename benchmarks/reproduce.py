@@ -23,12 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import compare  # noqa: E402
 
-METHODS = {
+METHODS = {  # references and proxies are each comparison's prerequisites, trained first
     "loss_based": "configs/compare/loss_planted.py",  # Sow et al. 2025, planted junk
-    "odm": "configs/compare/odm_planted.py",  # Albalak et al. 2023, planted noise
+    "odm": "configs/compare/odm_planted.py",  # Albalak et al. 2023, planted junk
     "skill_it": "configs/compare/skill_it_lego.py",  # Chen et al. 2023, LEGO
-    # Lin et al. 2024; needs its reference first (the command is in the config's docstring)
-    "rho1": "configs/compare/rho1_planted.py",
+    "rho1": "configs/compare/rho1_planted.py",  # Lin et al. 2024, planted junk
+    "doremi": "configs/compare/doremi_planted.py",  # Xie et al. 2023, planted junk
+    "xent_diff": "configs/compare/xent_diff.py",  # Moore & Lewis 2010, a target domain
 }
 QUICK = "train.steps=150;train.eval_every=50;train.warmup_steps=15;train.checkpoint_every=150"
 
@@ -39,6 +40,8 @@ def reproduce(method: str, workdir: str, quick: bool) -> dict:
     if quick:
         cfg.compare.seeds = "0"
         cfg.compare.overrides = ";".join(o for o in (cfg.compare.overrides, QUICK) if o)
+        for spec in cfg.compare.prerequisites.values():
+            spec.overrides = ";".join(o for o in (spec.overrides, QUICK) if o)
     return compare.run(cfg, os.path.join(workdir, method + ("_quick" if quick else "")))
 
 

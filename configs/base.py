@@ -136,7 +136,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.mates.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
     # first_order (<grad L_ref, optimizer update>, recommended: see README) | exact (step, re-eval)
     c.reweight.mates.probe = "first_order"
-    # cloze (last-word cloze of reference_domain's validation text) | validation (its first rows)
+    # cloze (last-word cloze of reference_domain's validation text) | validation (its rows after
+    # the eval's first data.eval_rows: held out from the eval)
     c.reweight.mates.reference = "cloze"
     c.reweight.mates.reference_domain = "books"  # the domain whose validation split it uses
     c.reweight.mates.reference_rows = 64  # reference examples the probe evaluates

@@ -266,4 +266,5 @@ class MethodEnv(Protocol):
     def reference_rows(self, kind: str, domain: str, rows: int, length: int) -> dict:
         """A reference set as one batch of numpy rows, the same on every process: kind "cloze"
         (last-word cloze from `domain`'s validation text, `length` tokens per row) or
-        "validation" (the first `rows` validation rows of eval domain `domain`)."""
+        "validation" (`rows` validation rows of eval domain `domain` after the eval's own
+        first data.eval_rows, so that a method tuned on them is not scored on them)."""

@@ -221,3 +221,38 @@ def test_a_run_another_comparison_finished_meanwhile_is_not_touched(tmp_path):
     cfg = base.get_config()  # no experiment fields at all: training it would fail at once
     assert compare.train_run(cfg, str(tmp_path), str(tmp_path)) == record
     assert json.loads((tmp_path / compare.RUN_FILE).read_text()) == record
+
+
+def test_prerequisites_train_first_in_order_and_arms_name_them(tmp_path):
+    """DoReMi's three steps in one comparison: the reference, then the proxy reading it, then
+    an arm on the proxy's mixture.txt; declared in reverse, trained once, named by "@name"."""
+    arm_file = tmp_path / "arm.py"
+    arm_file.write_text(ARM.replace("steps=30", "steps=10").replace("eval_every=10",
+                                                                   "eval_every=0"))
+    cfg = base.get_config()
+    cfg.compare.update(baseline="uniform", seeds="0", eval_rows=8)
+    cfg.compare.prerequisites.proxy = base.arm(
+        str(arm_file), "reweight.mixture=doremi;reweight.doremi.excess=token;"
+                       "reweight.doremi.update_every=2;reference.workdir=@reference")
+    cfg.compare.prerequisites.reference = base.arm(str(arm_file))
+    cfg.compare.arms.uniform = base.arm(str(arm_file))
+    cfg.compare.arms.doremi = base.arm(str(arm_file), "data.weights=file:@proxy/mixture.txt")
+    workdir = str(tmp_path / "out")
+    compare.run(cfg, workdir)
+    proxy = compare.prerequisite_dir(workdir, "proxy")
+    with open(os.path.join(proxy, "config.json")) as f:
+        assert json.load(f)["reference"]["workdir"] == compare.prerequisite_dir(workdir,
+                                                                               "reference")
+    with open(os.path.join(compare.run_dir(workdir, "doremi", 0), "config.json")) as f:
+        assert json.load(f)["data"]["weights"] == f"file:{proxy}/mixture.txt"
+    before = {p: os.path.getmtime(p) for p in _files(os.path.join(workdir, "prerequisites"))}
+    shutil.rmtree(compare.run_dir(workdir, "doremi", 0))
+    compare.run(cfg, workdir)  # retrains the missing arm run, never a finished prerequisite
+    assert {p: os.path.getmtime(p)
+            for p in _files(os.path.join(workdir, "prerequisites"))} == before
+    for spec, match in (("data.weights=file:@nope/mixture.txt", "names no prerequisite"),
+                        ("reference.workdir=@proxy", None)):
+        cfg.compare.prerequisites.reference.overrides = spec
+        with pytest.raises(ValueError, match=match or "cycle"):
+            compare.run(cfg, str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad" / "runs")

@@ -201,3 +201,20 @@ def test_overhead_counts_each_probe_and_the_masked_reference_forward():
     np.testing.assert_allclose(probing["first_order"],
                                probes * (row_len * fpt + 2 * n_params) + 3 * ref_fwd)
     np.testing.assert_allclose(probing["exact"], probes * (row_len * fpt + ref_fwd) + ref_fwd)
+
+
+def test_the_validation_reference_set_is_held_out_from_the_eval():
+    """MATES tuned on the very rows it is scored on would win by construction: its
+    "validation" reference set is the rows after the eval's first data.eval_rows."""
+    cfg = tiny_config()
+    env = experiment.Env(cfg)
+    ref = env.reference_rows("validation", "synthetic_0", 8, 0)
+    (evals,) = experiment.build_data(cfg, train=False).eval_sets["synthetic_0"]
+    assert ref["inputs"].shape == (8, cfg.data.seq_len) and ref["loss_mask"].all()
+    eval_rows = {r.tobytes() for r in evals["inputs"]}
+    assert not any(r.tobytes() in eval_rows for r in ref["inputs"])
+    lego = tiny_config()
+    lego.model.vocab_size = 64
+    lego.data.update(source="lego", lego_k=3, lego_supervision="answer", seq_len=32)
+    with pytest.raises(ValueError, match="after the eval's first config.data.eval_rows=8"):
+        experiment.Env(lego).reference_rows("validation", "skill_1", 4, 0)

@@ -21,6 +21,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.compare = ml_collections.ConfigDict()
     c.compare.baseline = "baseline"  # the arm every other arm is compared with
     c.compare.arms = ml_collections.ConfigDict()  # arm name -> arm(config file, overrides)
+    # Runs the arms need, trained first, once each, in DIR/prerequisites/<name>/ (a reference
+    # model, a DoReMi proxy): name -> arm(config file, overrides); "@name" in any overrides
+    # (the arms', the comparison's, another prerequisite's) is that run's workdir.
+    c.compare.prerequisites = ml_collections.ConfigDict()
     c.compare.seeds = "0,1,2"  # comma-separated; run k of every arm uses seed k
     c.compare.overrides = ""  # "field=value;..." applied to every arm before its own
     c.compare.eval_rows = 256  # validation rows per domain, the same rows for every arm

@@ -1,10 +1,11 @@
 """RHO-1 (Lin et al., NeurIPS 2024) vs uniform on clean text mixed with planted junk.
 
   make testbed
-  # the reference: the testbed model trained on the five clean domains (seed 0, ~3-13 min)
-  python main.py --config=configs/testbed.py --workdir=workdirs/testbed_reference
   python main.py --mode=compare --config=configs/compare/rho1_planted.py \
       --workdir=workdirs/cmp_rho1_planted
+
+The reference, a prerequisite trained first (DIR/prerequisites/reference): the testbed model
+on the five clean domains, seed 0.
 
 The same data as configs/compare/loss_planted.py: the five clean domains plus `duplicated` and
 `noise` (data/planted.py), uniformly, 2/7 of the rows junk. Arms, paired by seed:
@@ -34,17 +35,17 @@ from configs import testbed
 from configs.compare import base
 from configs.compare.loss_planted import PLANTED_MIX
 
-REFERENCE = "workdirs/testbed_reference"  # configs/testbed.py on the clean domains, seed 0
-
 
 def get_config():
     c = base.get_config()
     c.compare.baseline = "uniform"
     c.compare.overrides = f"data.domains={PLANTED_MIX}"
+    c.compare.prerequisites.reference = base.arm("configs/testbed.py",
+                                                 f"data.domains={testbed.CLEAN}")
     c.compare.arms.uniform = base.arm("configs/testbed.py")
     c.compare.arms.rho1 = base.arm(
-        "configs/testbed.py",
-        f"reweight.instance=rho1;reweight.rho1.keep=0.6;reference.workdir={REFERENCE}")
+        "configs/testbed.py", "reweight.instance=rho1;reweight.rho1.keep=0.6;"
+                              "reference.workdir=@reference")
     c.compare.domains = testbed.CLEAN
     c.compare.seeds = "0,1,2,3,4"
     c.compare.eval_rows = 256
