@@ -6,7 +6,8 @@ a reference model, a DoReMi proxy, each once in DIR/prerequisites/<name>/, its w
 `@name` in any overrides), then tables them against the baseline arm: per arm,
 the mean over seeds and its confidence interval of the final eval loss per domain and over the
 training domains (held-out domains apart), the area under the eval-loss curve, accuracy where
-the eval has it, and the steps at which the arm reaches the baseline's final loss; beside each,
+the eval has it, and the steps and the FLOPs (its method's overhead included) at which the arm
+reaches the baseline's final loss; beside each,
 the paired difference from the baseline (seed by seed) with its interval and a verdict. Each
 domain's eval standard error over rows is shown too, so a reader sees whether the eval set or
 the seeds limit the comparison.
@@ -324,10 +325,16 @@ class Run:
     tokens: float = math.nan
     flops: float = math.nan
     seconds: float = math.nan
+    step_flops: float = math.nan  # training FLOPs of one step
+    overhead: list = dataclasses.field(default_factory=list)  # (step, a method's own FLOPs)
 
     def final(self, domain: str, what: str = "loss") -> float:
         return float(self.evals[-1].get(f"eval/{domain}/{what}", math.nan)) if self.evals \
             else math.nan
+
+    def flops_at(self, step: float) -> float:
+        """FLOPs spent by `step`: its training steps and every overhead logged by then."""
+        return step * self.step_flops + sum(f for s, f in self.overhead if s <= step)
 
     def curve(self, domains: list | None = None) -> tuple[list, list]:
         """(eval steps, mean eval loss over `domains`, default the run's training domains)."""
@@ -369,9 +376,11 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     else:
         run.error = "not trained to the end"
     run.tokens = float(cfg.train.steps * cfg.train.batch_size * cfg.data.seq_len)
-    overhead = sum(v for m in metrics for k, v in m.items() if k.endswith("/overhead_flops"))
-    run.flops = run.tokens * flops_lib.flops_per_token(ModelConfig.from_config(cfg.model),
-                                                       cfg.data.seq_len) + overhead
+    run.overhead = [(m["step"], v) for m in metrics for k, v in m.items()
+                    if k.endswith("/overhead_flops")]
+    run.step_flops = cfg.train.batch_size * cfg.data.seq_len * flops_lib.flops_per_token(
+        ModelConfig.from_config(cfg.model), cfg.data.seq_len)
+    run.flops = run.flops_at(cfg.train.steps)
     elapsed = [m["elapsed_s"] for m in metrics if "elapsed_s" in m]
     run.seconds = float(elapsed[-1]) if elapsed else math.nan
     return run
@@ -430,12 +439,17 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
     skills = headline if set(headline) <= set(with_accuracy) else []
     target = float(np.mean([r.curve(headline)[1][-1] for r in base_runs]))
     base_steps = base_runs[0].steps
+    base_flops = float(np.mean([r.flops for r in base_runs]))
 
     def quantities(r: Run) -> dict:
         steps, curve = r.curve(headline)
+        reached = paired_stats.first_step_at(steps, curve, target)
         q = {"loss/train_mean": float(np.mean([r.final(d) for d in headline])),
              "auc/train_mean": paired_stats.curve_mean(steps, curve),
-             "steps_to_target": paired_stats.first_step_at(steps, curve, target) / base_steps}
+             "steps_to_target": reached / base_steps,
+             # equal compute: a selection's FLOPs count from the step it is made
+             "flops_to_target": (r.flops_at(reached) if math.isfinite(reached) else math.nan)
+                                / base_flops}
         if heldout:
             q["loss/heldout_mean"] = float(np.mean([r.final(d) for d in heldout]))
         for d in train_domains + heldout:
@@ -466,10 +480,11 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
         for name in names:
             values = {s: q[name] for s, q in mine.items()}
             entry = paired_stats.mean_ci(list(values.values()), confidence).as_dict()
-            if name in ("steps_to_target", "steps_to_accuracy"):
+            if name in ("steps_to_target", "flops_to_target", "steps_to_accuracy"):
                 entry["reached"] = sum(math.isfinite(v) for v in values.values())
             if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy",
                                                            "steps_to_target",
+                                                           "flops_to_target",
                                                            "steps_to_accuracy"):
                 diff = paired_stats.paired_difference(
                     values, {s: q[name] for s, q in base.items()}, confidence)
@@ -521,13 +536,14 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
     what = ("loss, training domains" if summary["headline_domains"] == summary["train_domains"]
             else "loss, headline domains")
     lines += [f"| arm | runs | {what} | Δ | AUC of eval loss | Δ AUC | "
-              "steps to baseline's final loss | tokens | FLOPs | train wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "steps to baseline's final loss | FLOPs to it | tokens | FLOPs | train wall s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
-        s = q(arm, "steps_to_target")
+        s, f = q(arm, "steps_to_target"), q(arm, "flops_to_target")
         reach = (f"{s['mean']:.2f} of the baseline's ({s['reached']}/{len(arms[arm]['seeds'])}"
                  " reached)" if s.get("n") else f"not reached (0/{len(arms[arm]['seeds'])})")
-        reach = "(the target)" if arm == b else reach
+        reach += f" | {f['mean']:.2f}" if f.get("n") else " | —"
+        reach = "(the target) | (the target)" if arm == b else reach
         failed = len(arms[arm]["failed"])
         lines.append(
             f"| {arm} | {len(arms[arm]['seeds'])} ok" + (f", {failed} failed" if failed else "")
@@ -538,6 +554,8 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
     lines += ["", f"Steps to the baseline's final loss ({summary['target_loss']:.4f}, mean over "
               f"its seeds) are a fraction of its {summary['baseline_steps']} steps, interpolated "
               "between evaluations (mean over the seeds that reach it): 0.5 is a 2x speed-up. "
+              "FLOPs to it: the same point in FLOPs spent by then (training, and each selection "
+              "from the step it is made), as a fraction of the baseline's total: equal compute. "
               "FLOPs include a method's own overhead; train wall s is the training loop's time, "
               "resumes included.", ""]
 

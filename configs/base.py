@@ -149,6 +149,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.mates.fit_epochs = 15  # influence model: passes over the probed candidates
     c.reweight.mates.fit_batch = 32  # influence model: rows per update
     c.reweight.mates.holdout = 0.1  # fraction of the probes held out for Spearman / Pearson
+    # Extra candidates probed per stage, neither fitted nor selected on, for diagnostics: the
+    # influence model's Spearman on them, the oracle's split-half reliability (0 = off)
+    c.reweight.mates.diagnostic_probes = 0
     c.reweight.mates.warm_start = True  # start each stage's fit from the previous stage's model
     # Mixture policies of reweight/schedule.py, doremi.py, odm.py (reweight.mixture = natural |
     # schedule | upsample | doremi | odm). WEIGHTS below: uniform | natural | name:w,... | file:PATH

@@ -61,6 +61,7 @@ MODES = ("mates", "random")
 PROBES = ("exact", "first_order")
 REFERENCES = ("cloze", "validation")
 _FIT = 2  # RNG stream tag of the fit (shared by all processes)
+_DIAGNOSTIC = 3  # RNG stream tag of the diagnostic probes' draw
 
 
 def gumbel_top_k(scores: np.ndarray, k: int, tau: float, rng: np.random.Generator) -> np.ndarray:
@@ -231,7 +232,8 @@ class Mates(HostMethod):
             in_pool = pool["domain_id"] == d
             metrics[f"mates/pool/{name}/share"] = in_pool.mean()
             metrics[f"mates/selected/{name}/share"] = in_pool[chosen].mean()
-        seconds = time.perf_counter() - t0
+        # The selection's own time: the diagnostics, if on, are not part of the method.
+        seconds = time.perf_counter() - t0 - metrics.get("mates/diagnostic/seconds", 0.0)
         metrics["mates/seconds"] = seconds
         if self._clock is not None and self._clock[2] > 1:  # a stage's training wall time
             first, last, calls = self._clock
@@ -274,6 +276,8 @@ class Mates(HostMethod):
         pred_hold = fitter.predict(params, tokens[hold], mask[hold])
         scores = fitter.predict(params, *model_inputs(pool))
         self.influence_params = params_to_text(params)
+        diagnostics = self._diagnostics(pool, probe_rows, params, fitter, ctx, chunk_local,
+                                        stage) if m.diagnostic_probes else {}
 
         metrics = {"mates/reference_loss": before,
                    "mates/influence_mean": influence.mean(),
@@ -285,16 +289,51 @@ class Mates(HostMethod):
         for d, name in enumerate(ctx.domain_names):
             if (domains == d).any():
                 metrics[f"mates/oracle/{name}/influence"] = influence[domains == d].mean()
+        metrics |= diagnostics
         n_params = sum(x.size for x in jax.tree.leaves(ctx.params))
         metrics |= self._overhead(params, fitter, ctx.train_flops_per_token, n_params, len(z),
                                   len(train), pool_rows * ctx.process_count, tokens.shape[1])
         return scores, metrics
 
-    def _probe(self, rows: dict, ctx: HostContext, chunk_local: int):
+    def _diagnostics(self, pool: dict, probed: np.ndarray, params, fitter: InfluenceFitter,
+                     ctx: HostContext, chunk_local: int, stage: int) -> dict:
+        """Is there a signal to learn, and was it learnt? `diagnostic_probes` more pool rows,
+        neither fitted nor selected on, probed against the whole reference set and against
+        each half of its rows: the influence model's Spearman with the oracle on them, and
+        the oracle's split-half agreement (Spearman of the two halves' influences) with its
+        Spearman-Brown reliability for the whole set, 2r / (1 + r). Not counted in the
+        overhead: a check a researcher turns off."""
+        t0 = time.perf_counter()
+        m = self.m
+        rng = np.random.default_rng([self.cfg.seed, stage, ctx.process_index, _DIAGNOSTIC])
+        n_local = math.ceil(m.diagnostic_probes / m.probe_chunk) * chunk_local
+        rest = np.setdiff1d(np.arange(len(pool["domain_id"])), probed)
+        if n_local > len(rest):
+            raise ValueError(f"config.reweight.mates.diagnostic_probes={m.diagnostic_probes} "
+                             "with probe_size exceeds the pool: lower them")
+        rows = {k: v[rng.choice(rest, n_local, replace=False)] for k, v in pool.items()}
+        _, change, tokens, mask, _ = self._probe(rows, ctx, chunk_local)
+        half = len(self.reference["loss_mask"]) // 2
+        halves = [self._probe(rows, ctx, chunk_local,
+                              {k: v[part] for k, v in self.reference.items()})[1]
+                  for part in (slice(None, half), slice(half, None))]
+        predicted = fitter.predict(params, tokens, mask)
+        r = scipy.stats.spearmanr(-halves[0], -halves[1]).statistic
+        return {"mates/diagnostic/probes": len(change),
+                "mates/diagnostic/model_spearman":
+                    scipy.stats.spearmanr(predicted, -change).statistic,
+                "mates/diagnostic/split_half_spearman": r,
+                "mates/diagnostic/split_half_reliability": 2 * r / (1 + r),
+                "mates/diagnostic/seconds": time.perf_counter() - t0}
+
+    def _probe(self, rows: dict, ctx: HostContext, chunk_local: int,
+               reference_rows: dict | None = None):
         """(reference loss before, the change of it from a step on each candidate, their
         model inputs, their domains): `rows` are this process's candidates, the results every
-        process's, in process order."""
-        reference = ctx.reference_set(self.reference)
+        process's, in process order; the reference set is `reference_rows` (default: the
+        method's)."""
+        reference = ctx.reference_set(self.reference if reference_rows is None
+                                      else reference_rows)
         if self.m.probe == "first_order":  # one reference gradient for every candidate
             before, ref_grads = ctx.reference_grad(ctx.params, reference)
             before = float(before)
@@ -388,6 +427,8 @@ def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Mates:
     _check(m.probe_chunk > 0 and m.probe_size >= 2 * m.probe_chunk, "probe_size",
            m.probe_size, "candidates probed per stage: at least 2 * probe_chunk")
     _check(0 < m.holdout < 0.5, "holdout", m.holdout, "the hold-out fraction; in (0, 0.5)")
+    _check(m.diagnostic_probes >= 0, "diagnostic_probes", m.diagnostic_probes,
+           "extra candidates probed for the diagnostics; >= 0 (0 = off)")
     _check(m.reference in REFERENCES, "reference", m.reference, f"one of {REFERENCES}")
     return Mates(cfg, env.reference_rows(m.reference, m.reference_domain, m.reference_rows,
                                          m.reference_len))

@@ -256,3 +256,25 @@ def test_prerequisites_train_first_in_order_and_arms_name_them(tmp_path):
         with pytest.raises(ValueError, match=match or "cycle"):
             compare.run(cfg, str(tmp_path / "bad"))
     assert not os.path.exists(tmp_path / "bad" / "runs")
+
+
+def test_flops_to_target_counts_a_selection_from_the_step_it_is_made():
+    """Equal compute: an arm that reaches the baseline's final loss in 3/4 of its steps, having
+    spent 10 steps' FLOPs on a selection at step 0, took the baseline's FLOPs; a selection
+    logged after it got there does not count."""
+    def run(arm, seed, losses, overhead):
+        evals = [{"step": t, "eval/a/loss": l + 0.001 * seed} for t, l in zip((10, 20, 30, 40),
+                                                                             losses)]
+        r = compare.Run(arm, seed, "", "ok", steps=40, eval_rows=8, train_domains=["a"],
+                        evals=evals, tokens=1.0, step_flops=2.0, overhead=overhead, seconds=1.0)
+        r.flops = r.flops_at(40)
+        return r
+    runs = [run("base", s, (4.0, 3.0, 2.0, 1.0), []) for s in range(3)]
+    runs += [run("select", s, (3.0, 2.0, 1.0, 0.5), [(0, 20.0), (35, 200.0)]) for s in range(3)]
+    summary = compare.summarize(runs, "base", 0.95)
+    q = summary["arms"]["select"]["quantities"]
+    assert q["steps_to_target"]["mean"] == pytest.approx(0.75, abs=0.01)
+    assert q["flops_to_target"]["mean"] == pytest.approx((30 * 2 + 20) / 80, abs=0.01)
+    assert q["flops"]["mean"] == 40 * 2 + 220
+    assert summary["arms"]["base"]["quantities"]["flops_to_target"]["mean"] == pytest.approx(
+        1.0, abs=0.01)

@@ -218,3 +218,25 @@ def test_the_validation_reference_set_is_held_out_from_the_eval():
     lego.data.update(source="lego", lego_k=3, lego_supervision="answer", seq_len=32)
     with pytest.raises(ValueError, match="after the eval's first config.data.eval_rows=8"):
         experiment.Env(lego).reference_rows("validation", "skill_1", 4, 0)
+
+
+def test_diagnostics_measure_the_signal_without_changing_the_selection(tmp_path):
+    """diagnostic_probes: more candidates probed against the whole reference set and each half
+    (split-half reliability, the model's Spearman on unseen probes); the rows chosen and the
+    overhead are those of the run without them."""
+    runs = {}
+    for n in (0, 16):
+        cfg = _mates_config(diagnostic_probes=n)
+        selector = _train(cfg, str(tmp_path / str(n)))
+        runs[n] = ([m for m in read_metrics(str(tmp_path / str(n))) if "mates/stage" in m],
+                   selector.source.selected)
+    (plain, chosen), (checked, chosen_checked) = runs[0], runs[16]
+    np.testing.assert_array_equal(chosen, chosen_checked)
+    for a, b in zip(plain, checked):
+        assert a["mates/overhead_flops"] == b["mates/overhead_flops"]
+        assert not any(k.startswith("mates/diagnostic/") for k in a)
+        assert b["mates/diagnostic/probes"] == 16
+        for k in ("model_spearman", "split_half_spearman"):
+            assert -1 <= b[f"mates/diagnostic/{k}"] <= 1
+        r = b["mates/diagnostic/split_half_spearman"]
+        assert b["mates/diagnostic/split_half_reliability"] == pytest.approx(2 * r / (1 + r))
