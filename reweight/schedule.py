@@ -90,12 +90,14 @@ def natural(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
 
 
 def end_upsampling(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
-    """The base mixture, then for the last `last_fraction` of training the upsampled one."""
+    """The base mixture, then for the last `last_fraction` of training the upsampled one
+    (last_fraction 1: upsampled throughout, the uniform-upsampling control)."""
     up, names = cfg.reweight.upsample, list(env.domain_names)
     base = env.weights(up.base)
     domains = [d.strip() for d in up.domains.split(",") if d.strip()]
-    if not 0.0 < up.last_fraction < 1.0:
-        raise ValueError(f"config.reweight.upsample.last_fraction must be in (0, 1), got "
+    if not 0.0 < up.last_fraction <= 1.0:
+        raise ValueError(f"config.reweight.upsample.last_fraction must be in (0, 1], got "
                          f"{up.last_fraction}")
     start = round((1.0 - up.last_fraction) * cfg.train.steps)
-    return Schedule([0, start], [base, upsampled(base, names, domains, up.factor)])
+    after = upsampled(base, names, domains, up.factor)
+    return Schedule([0], [after]) if start == 0 else Schedule([0, start], [base, after])

@@ -67,6 +67,9 @@ def test_upsampling_changes_only_the_configured_domains():
     cfg.reweight.upsample.domains = "nope"
     with pytest.raises(ValueError, match="upsample.domains"):
         _policy(cfg)
+    cfg.reweight.upsample.update(domains="synthetic_1", last_fraction=1.0)  # throughout
+    throughout = _policy(cfg)
+    assert throughout.starts == [0] and throughout.initial_weights()[1] > base[1]
     cfg.reweight.upsample.update(domains="synthetic_1", last_fraction=0.0)
     with pytest.raises(ValueError, match="last_fraction"):
         _policy(cfg)
