@@ -12,6 +12,12 @@ the table DIR/results.jsonl (+ .csv) is rebuilt from the rows after every trial.
 `local` runs trials in this process (`sweep.vmap_trials > 1` trains that many at once with
 jax.vmap, lm/multi.py); `ray` sends each trial to a Ray cluster as a task. `sweep.trial=i` runs
 trial i alone (array jobs) and fits nothing.
+
+RegMix rests on rank invariance: mixtures rank the same at the proxy's scale and at the scale
+the mixture is for. `sweep.transfer_trials=N` checks it here: the first N trials' mixtures are
+trained again at the target scale (`sweep.transfer_overrides`, e.g. a wider model and more
+steps) in DIR/transfer/, and regmix.json's "transfer" holds the Spearman of the two scales'
+target losses over those mixtures, with its interval.
 """
 
 import csv
@@ -55,6 +61,12 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                          f"num_simulations={s.num_simulations} must all be >= 1")
     if s.regression not in ("ridge", "gbm"):
         raise ValueError(f"config.sweep.regression={s.regression!r} is unknown; use ridge or gbm")
+    if s.transfer_trials:
+        if not 4 <= s.transfer_trials <= s.num_trials:
+            raise ValueError(f"config.sweep.transfer_trials={s.transfer_trials} must be 0 (off) "
+                             f"or in [4, num_trials={s.num_trials}]: a rank correlation needs "
+                             "4 or more mixtures for an interval (RegMix's check: >= 6)")
+        transfer_config(cfg)
 
 
 def _caps(cfg, env):
@@ -94,6 +106,41 @@ def trial_config(cfg: ml_collections.ConfigDict, names: list,
         "data.weights": ",".join(f"{n}:{w:.17g}" for n, w in zip(names, weights)),
         "reweight.mixture": "fixed", "train.progress_bar": False})
     return t
+
+
+def transfer_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The sweep at the target scale: `sweep.transfer_overrides` applied; the same mixtures."""
+    import compare
+    t = cfg.copy_and_resolve_references()
+    compare.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
+    t.sweep.update(transfer_trials=0, trial=-1)
+    if not cfg.sweep.transfer_overrides.strip():
+        raise ValueError("config.sweep.transfer_trials is set but transfer_overrides is empty: "
+                         "name the target scale, e.g. 'model.d_model=128;train.steps=500'")
+    changed = [f for f, _ in compare.parse_overrides(cfg.sweep.transfer_overrides)
+               if f.split(".")[0] not in ("model", "train")]
+    if changed:
+        raise ValueError(f"config.sweep.transfer_overrides changes {changed}: the target scale "
+                         "may change only model.* and train.* fields, so that its mixtures and "
+                         "data are the proxies'")
+    return t
+
+
+def rank_transfer(proxy: dict, target: dict, confidence: float = 0.95) -> dict:
+    """Spearman of the target losses at the two scales over the trials ok at both, with a
+    Fisher-z interval (Bonett & Wright 2000: SE = sqrt((1 + r^2 / 2) / (n - 3)))."""
+    import scipy.stats
+    both = sorted(i for i in target if target[i]["status"] == "ok"
+                  and proxy.get(i, {}).get("status") == "ok")
+    a = [proxy[i]["target"] for i in both]
+    b = [target[i]["target"] for i in both]
+    r, n = regmix.spearman(a, b), len(both)
+    low = high = float("nan")
+    if n > 3 and np.isfinite(r) and abs(r) < 1:
+        half = scipy.stats.norm.ppf(0.5 + confidence / 2) * np.sqrt((1 + r * r / 2) / (n - 3))
+        low, high = float(np.tanh(np.arctanh(r) - half)), float(np.tanh(np.arctanh(r) + half))
+    return {"trials": both, "spearman": r, "low": low, "high": high, "n": n,
+            "confidence": confidence, "proxy_target": a, "target_scale_target": b}
 
 
 def target_loss(cfg: ml_collections.ConfigDict, names: list, losses: dict) -> float:
@@ -359,11 +406,41 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
             f" ({row['seconds']:.0f} s)", file=sys.stderr)
 
     t0 = time.perf_counter()
+    _run(cfg, todo, workdir, make_data, on_row)
+    write_table(workdir, rows, names)
+    summary = fit_and_choose(cfg, rows, names, workdir)
+    if cfg.sweep.transfer_trials:
+        summary["transfer"] = _transfer(cfg, rows, names, workdir, make_data)
+        with open(os.path.join(workdir, "regmix.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+    summary |= {"trials_run": len(todo), "sweep_seconds": time.perf_counter() - t0}
+    return summary
+
+
+def _run(cfg, todo, workdir, make_data, on_row):
     if todo and cfg.sweep.backend == "ray":
         _run_ray(cfg, todo, workdir, on_row)
     elif todo:
         _run_local(cfg, todo, workdir, make_data, on_row)
-    write_table(workdir, rows, names)
-    summary = fit_and_choose(cfg, rows, names, workdir)
-    summary |= {"trials_run": len(todo), "sweep_seconds": time.perf_counter() - t0}
-    return summary
+
+
+def _transfer(cfg, rows, names, workdir, make_data) -> dict:
+    """The first transfer_trials mixtures at the target scale, in DIR/transfer; the rank
+    correlation of the two scales' target losses."""
+    tcfg, tdir = transfer_config(cfg), os.path.join(workdir, "transfer")
+    trows = read_rows(tdir)
+    todo = [i for i in range(cfg.sweep.transfer_trials)
+            if trows.get(i, {}).get("status") != "ok"]
+
+    def on_row(row):
+        trows[row["trial"]] = row
+        write_table(tdir, trows, names)
+        print(f"transfer trial {row['trial']}: {row['status']} " + (
+            f"target {row['target']:.4f}" if row["status"] == "ok" else row["error"]) +
+            f" ({row['seconds']:.0f} s)", file=sys.stderr)
+
+    _run(tcfg, todo, tdir, make_data, on_row)
+    write_table(tdir, trows, names)
+    out = rank_transfer({i: rows[i] for i in range(cfg.sweep.transfer_trials) if i in rows},
+                        trows)
+    return out | {"overrides": cfg.sweep.transfer_overrides}

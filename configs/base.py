@@ -212,6 +212,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.ray_cpus_per_trial = 1.0  # Ray resources each trial asks for
     c.sweep.ray_gpus_per_trial = 0.0  # Ray resources each trial asks for
     c.sweep.trial = -1  # run only this trial (array jobs); -1 = every missing trial, then fit
+    # RegMix's rank-invariance check: the first N trials' mixtures trained again at the target
+    # scale (transfer_overrides: model.* and train.* fields), Spearman over them (0 = off)
+    c.sweep.transfer_trials = 0
+    c.sweep.transfer_overrides = ""  # e.g. "model.d_model=128;model.num_layers=4;train.steps=500"
     c.sweep.vmap_trials = 1  # local: trials trained together with jax.vmap (1 = one at a time)
     # skill_it (Chen et al. 2023) only, see reweight/skill_it.py:
     c.reweight.skill_it = ml_collections.ConfigDict()

@@ -166,3 +166,28 @@ def test_vmapped_group_matches_separate_trials(local_sweep, tmp_path):
     for a, b in zip(_rows(workdir)[1:3], rows):
         assert b["status"] == "ok" and a["weights"] == b["weights"]
         assert a["eval"] == pytest.approx(b["eval"], rel=1e-4)
+
+
+def test_transfer_trains_the_same_mixtures_at_the_target_scale(tmp_path):
+    """RegMix's rank-invariance check: the first N mixtures again at the target scale, and the
+    Spearman of the two scales' target losses over them."""
+    cfg = _cfg(transfer_trials=4, transfer_overrides="model.d_model=48;train.steps=4")
+    summary = sweep.run(cfg, str(tmp_path))
+    t = summary["transfer"]
+    proxy, target = _rows(str(tmp_path)), _rows(str(tmp_path / "transfer"))
+    assert t["n"] == 4 and [r["weights"] for r in proxy] == [r["weights"] for r in target]
+    assert t["spearman"] == pytest.approx(regmix.spearman([r["target"] for r in proxy],
+                                                          [r["target"] for r in target]))
+    with open(tmp_path / "transfer" / "trials" / "0000" / "config.json") as f:
+        recorded = json.load(f)
+    assert recorded["model"]["d_model"] == 48 and recorded["train"]["steps"] == 4
+    with open(tmp_path / "regmix.json") as f:
+        assert json.load(f)["transfer"]["spearman"] == t["spearman"]
+    r = sweep.rank_transfer({i: {"status": "ok", "target": v} for i, v in enumerate(range(8))},
+                            {i: {"status": "ok", "target": v}
+                             for i, v in enumerate([0, 2, 1, 3, 4, 6, 5, 7])})
+    assert r["low"] < r["spearman"] < r["high"] < 1 and r["n"] == 8
+    for bad, match in (("data.weights=uniform", "only model"), ("", "is empty")):
+        with pytest.raises(ValueError, match=match):
+            sweep.run(_cfg(transfer_trials=4, transfer_overrides=bad), str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad" / "trials")
