@@ -5,7 +5,8 @@
   python benchmarks/reproduce.py loss_based      # one method by name
   python benchmarks/reproduce.py --quick         # one seed, 150 steps per run: a smoke test
 
-Each method is a compare config under configs/compare/ whose docstring holds the prediction
+Each method is a compare config under configs/compare/ (RegMix: a sweep config, its effect the
+rank transfer of its mixtures from proxy to target scale) whose docstring holds the prediction
 written before it ran; its runs go to `--workdir/<method>/` (finished runs are never rerun, so
 a long reproduction can be run in pieces). Scale: configs/testbed.py (1.2M params, vocabulary
 1024, 500 steps of 16 x 128 tokens; ~3 minutes a run alone on 2 CPU cores). `--quick` results
@@ -16,12 +17,14 @@ verdict).
 
 import argparse
 import json
+import math
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import compare  # noqa: E402
+import sweep  # noqa: E402
 
 METHODS = {  # references and proxies are each comparison's prerequisites, trained first
     "loss_based": "configs/compare/loss_planted.py",  # Sow et al. 2025, planted junk
@@ -30,8 +33,32 @@ METHODS = {  # references and proxies are each comparison's prerequisites, train
     "rho1": "configs/compare/rho1_planted.py",  # Lin et al. 2024, planted junk
     "doremi": "configs/compare/doremi_planted.py",  # Xie et al. 2023, planted junk
     "xent_diff": "configs/compare/xent_diff.py",  # Moore & Lewis 2010, a target domain
+    "mates": "configs/compare/mates_planted.py",  # Yu et al. 2024, target + three junks
+    "upsample": "configs/compare/upsample_wsd.py",  # Blakeney et al. 2024, WSD
+    "loss_lr_grid": "configs/compare/loss_lr_grid.py",  # Sow et al. 2025, six real domains
+    "regmix": "configs/sweep_regmix_planted.py",  # Liu et al. 2024: a sweep, not a comparison
 }
+SWEEP_QUICK = ("sweep.num_trials=8;sweep.transfer_trials=4;sweep.num_simulations=10000;"
+               "train.steps=30")
 QUICK = "train.steps=150;train.eval_every=50;train.warmup_steps=15;train.checkpoint_every=150"
+
+
+def regmix_effects(workdir: str, quick: bool) -> dict:
+    """The RegMix sweep (resumable): the rank transfer over mixtures as the effect, a verdict
+    by its interval (reproduced: ranks transfer better than chance), and the chosen mixture's
+    weight on the planted junk."""
+    cfg = compare.load_config_file(METHODS["regmix"])
+    if quick:
+        compare.apply_overrides(cfg, SWEEP_QUICK, "--quick")
+        cfg.sweep.transfer_overrides += ";train.steps=60"
+    summary = sweep.run(cfg, os.path.join(workdir, "regmix" + ("_quick" if quick else "")))
+    t = summary["transfer"]
+    verdict = ("too few mixtures" if not math.isfinite(t["low"]) else
+               "reproduced" if t["low"] > 0 else "not reproduced")
+    junk = {d: w for d, w in summary["chosen"].items() if d in ("noise", "duplicated")}
+    return {"baseline": "proxy scale", "domains": [cfg.sweep.target], "arms": {"transfer": {
+        "effect": t["spearman"], "low": t["low"], "high": t["high"], "seeds": t["n"],
+        "verdict": verdict, "chosen_junk_weight": junk}}}
 
 
 def reproduce(method: str, workdir: str, quick: bool) -> dict:
@@ -68,10 +95,13 @@ def main(argv=None):
         p.error(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     results = {}
     for method in args.methods or list(METHODS):
+        if method == "regmix":
+            results[method] = regmix_effects(args.workdir, args.quick)
+            continue
         summary = reproduce(method, args.workdir, args.quick)
         results[method] = {"baseline": summary["baseline"],
                            "domains": summary["headline_domains"], "arms": effects(summary)}
-    print(f"{'method':<12} {'arm':<14} {'Δ headline loss vs baseline':<34} seeds  verdict")
+    print(f"{'method':<12} {'arm':<14} {'effect [CI] (Δ loss; regmix: Spearman)':<34} seeds  verdict")
     for method, r in results.items():
         for arm, e in r["arms"].items():
             ci = f"{e['effect']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}]"

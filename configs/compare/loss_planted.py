@@ -15,6 +15,8 @@ by seed (the same params and batches; only the weights differ):
               up to e^(2d/r) = e^5 between the highest- and lowest-loss rows of a batch;
   quadratic   Quadratic, r = 1 (the paper's 124M setting): mid-range losses weigh most
               (up to e^1 over both extremes);
+  extremes    Extremes, r = 0.4: weight grows with the distance of the row's loss from the
+              middle of the batch's range, both ways (added after the arms above had run);
   clean_only  the oracle: the same steps on the five clean domains alone (the junk is still
               evaluated, as eval-only domains).
 All loss-based arms have a uniform warm-up of 25 steps (5%, as the paper's 1000 of 20k).
@@ -29,6 +31,11 @@ clean-only oracle, which sees 7/5 as many clean rows and should be best (0.05-0.
 uniform). On the duplicated domain, LinUpper and Quadratic are worse than uniform (they
 down-weight it); on noise, LinUpper is the lowest (it trains on noise the most) but every
 arm stays near the noise's entropy.
+
+Prediction for extremes, written before its runs (after the others'): it up-weights both ends
+of each batch's losses, which here are both junk: noise on top, memorised duplicated rows at
+the bottom. So it is clearly worse than uniform on the clean mean, by 0.1 nats or more, and
+better than uniform on duplicated (the only arm besides uniform that keeps training on it).
 
 Measured (2026-12-01, 2-core CPU, 5 seeds), clean mean: LinUpper +0.266 [+0.215, +0.318]
 (worse, as predicted), Quadratic -0.009 [-0.070, +0.052] (no clear difference: predicted
@@ -54,6 +61,8 @@ def get_config():
         "configs/testbed.py", f"{LOSS_BASED};reweight.strategy=linupper;reweight.r=0.4")
     c.compare.arms.quadratic = base.arm(
         "configs/testbed.py", f"{LOSS_BASED};reweight.strategy=quadratic;reweight.r=1.0")
+    c.compare.arms.extremes = base.arm(
+        "configs/testbed.py", f"{LOSS_BASED};reweight.strategy=extremes;reweight.r=0.4")
     c.compare.arms.clean_only = base.arm(
         "configs/testbed.py",
         f"data.domains={testbed.CLEAN};eval.domains={testbed.domains(*JUNK)}")
