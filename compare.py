@@ -2,8 +2,8 @@
 
 Trains every (arm, seed) of the config's `compare` section in DIR/runs/<arm>/seed<k>/ through
 the ordinary entry point (`experiment.run`), after the runs they need (`compare.prerequisites`:
-a reference model, a DoReMi proxy, each once in DIR/prerequisites/<name>/, its workdir written
-`@name` in any overrides), then tables them against the baseline arm: per arm,
+a reference model, a DoReMi proxy, a Skill-It graph estimate, each once in
+DIR/prerequisites/<name>/, its workdir written `@name` in any overrides), then tables them against the baseline arm: per arm,
 the mean over seeds and its confidence interval of the final eval loss per domain and over the
 training domains (held-out domains apart), the area under the eval-loss curve, accuracy where
 the eval has it, and the steps and the FLOPs (its method's overhead included) at which the arm
@@ -103,6 +103,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+PREREQUISITE_MODES = ("train", "skill_graph")  # main.py modes a prerequisite may run
 PREREQUISITE = re.compile(r"@([A-Za-z_]\w*)")  # "@name" in overrides: that prerequisite's workdir
 
 
@@ -175,6 +176,10 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             load_config_file(spec.config)
         parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
         prerequisite_order(cfg)
+        for name, p in c.prerequisites.items():
+            if p.get("mode", "train") not in PREREQUISITE_MODES:
+                raise ValueError(f"config.compare.prerequisites.{name}.mode={p.mode!r} is "
+                                 f"unknown; use one of {PREREQUISITE_MODES}")
     if c.baseline not in arms:
         raise ValueError(f"config.compare.baseline={c.baseline!r} is not an arm; the arms are "
                          f"{arms}")
@@ -214,9 +219,11 @@ def run_dir(workdir: str, arm: str, seed: int) -> str:
 
 # Running.
 
-def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str) -> dict:
-    """Trains one run to the end (resuming its checkpoint) and writes its run.json; a failure
-    is recorded there, not raised. Runs share JAX's compilation cache in `cache_dir`."""
+def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str,
+              mode: str = "train") -> dict:
+    """Trains one run to the end (resuming its checkpoint), or with mode skill_graph estimates
+    a skills graph, and writes its run.json; a failure is recorded there, not raised. Runs
+    share JAX's compilation cache in `cache_dir`."""
     os.makedirs(workdir, exist_ok=True)
     if _status(workdir) == "ok":  # finished meanwhile, by another comparison sharing the run
         with open(os.path.join(workdir, RUN_FILE)) as f:
@@ -225,7 +232,12 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str) 
     record = {"status": "ok"}
     try:
         with experiment.compile_cache(cache_dir):
-            result = experiment.run(run_cfg, workdir)
+            if mode == "skill_graph":
+                import skill_graph
+                skill_graph.estimate(run_cfg, workdir)
+                result = {}
+            else:
+                result = experiment.run(run_cfg, workdir)
         if "preempted" in result:
             record = {"status": "preempted", "error": f"stopped by a signal at step "
                                                       f"{result['preempted']}"}
@@ -244,7 +256,8 @@ def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str) -> None:
         d = prerequisite_dir(workdir, name)
         if _status(d) == "ok":
             continue
-        record = train_run(prerequisite_config(cfg, name, workdir), d, workdir)
+        record = train_run(prerequisite_config(cfg, name, workdir), d, workdir,
+                           cfg.compare.prerequisites[name].get("mode", "train"))
         print(f"compare: prerequisite {name}: {record['status']} in {record['seconds']:.0f} s",
               file=sys.stderr, flush=True)
         if record["status"] != "ok":

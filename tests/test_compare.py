@@ -278,3 +278,28 @@ def test_flops_to_target_counts_a_selection_from_the_step_it_is_made():
     assert q["flops"]["mean"] == 40 * 2 + 220
     assert summary["arms"]["base"]["quantities"]["flops_to_target"]["mean"] == pytest.approx(
         1.0, abs=0.01)
+
+
+def test_a_skill_graph_prerequisite_feeds_an_arm(tmp_path):
+    """Skill-It with the estimated graph as an arm: the graph is a prerequisite run in
+    --mode=skill_graph, its skill_graph.json read by the arm as @graph/skill_graph.json."""
+    arm_file = tmp_path / "arm.py"
+    arm_file.write_text(ARM.replace("steps=30", "steps=8").replace("eval_every=10",
+                                                                  "eval_every=4"))
+    cfg = base.get_config()
+    cfg.compare.update(baseline="uniform", seeds="0", eval_rows=8)
+    cfg.compare.prerequisites.graph = base.prerequisite(
+        str(arm_file), "skill_graph.start_steps=2;skill_graph.steps=2", mode="skill_graph")
+    cfg.compare.arms.uniform = base.arm(str(arm_file))
+    cfg.compare.arms.skill_it = base.arm(
+        str(arm_file), "reweight.mixture=skill_it;reweight.skill_it.update_every=4;"
+                       "reweight.skill_it.graph=@graph/skill_graph.json")
+    workdir = str(tmp_path / "out")
+    summary = compare.run(cfg, workdir)
+    graph = os.path.join(compare.prerequisite_dir(workdir, "graph"), "skill_graph.json")
+    with open(graph) as f:
+        assert len(json.load(f)["graph"]) == 3  # the three synthetic skills
+    assert summary["arms"]["skill_it"]["seeds"] == [0]
+    cfg.compare.prerequisites.graph.mode = "sweep"
+    with pytest.raises(ValueError, match="mode='sweep' is unknown"):
+        compare.check_config(cfg)

@@ -16,13 +16,21 @@ def arm(config: str, overrides: str = "") -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"config": config, "overrides": overrides})
 
 
+def prerequisite(config: str, overrides: str = "", mode: str = "train"
+                 ) -> ml_collections.ConfigDict:
+    """A run the arms need first: an arm-like spec with its main.py mode, train or skill_graph
+    (a Skill-It graph estimate, whose skill_graph.json an arm reads)."""
+    return ml_collections.ConfigDict({"config": config, "overrides": overrides, "mode": mode})
+
+
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.compare = ml_collections.ConfigDict()
     c.compare.baseline = "baseline"  # the arm every other arm is compared with
     c.compare.arms = ml_collections.ConfigDict()  # arm name -> arm(config file, overrides)
     # Runs the arms need, trained first, once each, in DIR/prerequisites/<name>/ (a reference
-    # model, a DoReMi proxy): name -> arm(config file, overrides); "@name" in any overrides
+    # model, a DoReMi proxy): name -> prerequisite(config file, overrides, mode) or arm(...);
+    # "@name" in any overrides
     # (the arms', the comparison's, another prerequisite's) is that run's workdir.
     c.compare.prerequisites = ml_collections.ConfigDict()
     c.compare.seeds = "0,1,2"  # comma-separated; run k of every arm uses seed k
