@@ -444,7 +444,10 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
         raise ValueError(f"config.compare.domains: every arm must evaluate {headline}; not "
                          f"evaluated (arm, seed, domain): {missing[:5]}. Add them as eval-only "
                          "domains (config.eval.domains) in the arms that do not train on them")
-    heldout = list(dict.fromkeys(d for r in ok for d in r.heldout_domains))
+    # Held out: evaluated, never trained on by the baseline (an arm's eval-only domains that
+    # the baseline trains on, e.g. the junk a clean-only arm skips, are training domains here).
+    heldout = list(dict.fromkeys(d for r in ok for d in r.heldout_domains
+                                 if d not in train_domains))
     with_accuracy = [d for d in train_domains + heldout
                      if any(r.final(d, "accuracy") > 0 for r in ok)]
     # Skills: headline domains that all have accuracy (LEGO); a text domain's occasional

@@ -185,7 +185,11 @@ def test_the_headline_mean_can_leave_out_the_junk_domains():
                            evals=evals, tokens=1.0, flops=1.0, seconds=1.0)
     runs = [run("base", s, 3.0 + 0.01 * s, 6.0, ["a", "b", "junk"]) for s in range(3)]
     runs += [run("clean", s, 2.9 + 0.01 * s, 7.0, ["a", "b"]) for s in range(3)]
+    for r in runs[3:]:
+        r.heldout_domains = ["junk"]  # eval-only for it, but the baseline trains on it
     summary = compare.summarize(runs, "base", 0.95, ["a", "b"])
+    assert summary["heldout_domains"] == [] and "loss/heldout_mean" not in \
+        summary["arms"]["clean"]["quantities"]
     diff = summary["arms"]["clean"]["quantities"]["loss/train_mean"]["diff"]
     assert diff["mean"] == pytest.approx(-0.1) and summary["headline_domains"] == ["a", "b"]
     assert summary["arms"]["clean"]["quantities"]["loss/train_mean"]["verdict"] == "better"
