@@ -249,12 +249,25 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str,
     return record
 
 
-def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str) -> None:
-    """Trains each unfinished prerequisite here, in dependency order; a failed one stops the
-    comparison (its arms cannot run without it)."""
+def needed_prerequisites(cfg: ml_collections.ConfigDict, arms: list) -> set:
+    """The prerequisites `arms` name, directly or through another prerequisite."""
+    c = cfg.compare
+    texts = [c.overrides] + [c.arms[a].overrides for a in arms]
+    needed: set = set()
+    while texts:
+        new = set(PREREQUISITE.findall(texts.pop())) & set(c.prerequisites.keys()) - needed
+        needed |= new
+        texts += [c.prerequisites[n].overrides for n in new]
+    return needed
+
+
+def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str, arms: list) -> None:
+    """Trains each unfinished prerequisite that `arms` need, in dependency order; a failed
+    one stops the comparison (its arms cannot run without it)."""
+    needed = needed_prerequisites(cfg, arms)
     for name in prerequisite_order(cfg):
         d = prerequisite_dir(workdir, name)
-        if _status(d) == "ok":
+        if name not in needed or _status(d) == "ok":
             continue
         record = train_run(prerequisite_config(cfg, name, workdir), d, workdir,
                            cfg.compare.prerequisites[name].get("mode", "train"))
@@ -734,7 +747,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         todo = sorted(((a, s) for a, s in pairs if _status(run_dir(workdir, a, s)) != "ok"),
                       key=lambda p: (p[1], list(c.arms.keys()).index(p[0])))
         if todo:
-            train_prerequisites(cfg, workdir)
+            train_prerequisites(cfg, workdir, sorted({a for a, _ in todo}))
             _train_all(cfg, workdir, todo)
         runs = [read_run(run_dir(workdir, a, s), a, s) for a, s in pairs]
         title = f"Comparison: {', '.join(c.arms.keys())}"

@@ -3,7 +3,8 @@
   make testbed
   python benchmarks/reproduce.py                 # every method, the configs' own seeds (long)
   python benchmarks/reproduce.py loss_based      # one method by name
-  python benchmarks/reproduce.py --quick         # one seed, 150 steps per run: a smoke test
+  python benchmarks/reproduce.py --quick         # one seed, 100 steps, the baseline and two
+                                                 # arms per method: a smoke test
 
 Each method is a compare config under configs/compare/ (RegMix: a sweep config, its effect the
 rank transfer of its mixtures from proxy to target scale) whose docstring holds the prediction
@@ -38,9 +39,11 @@ METHODS = {  # references and proxies are each comparison's prerequisites, train
     "loss_lr_grid": "configs/compare/loss_lr_grid.py",  # Sow et al. 2025, six real domains
     "regmix": "configs/sweep_regmix_planted.py",  # Liu et al. 2024: a sweep, not a comparison
 }
-SWEEP_QUICK = ("sweep.num_trials=8;sweep.transfer_trials=4;sweep.num_simulations=10000;"
+SWEEP_QUICK = ("sweep.num_trials=6;sweep.transfer_trials=4;sweep.num_simulations=10000;"
                "train.steps=30")
-QUICK = "train.steps=150;train.eval_every=50;train.warmup_steps=15;train.checkpoint_every=150"
+QUICK = ("train.steps=100;train.eval_every=50;train.warmup_steps=10;train.checkpoint_every=100;"
+         "reweight.mates.stage_steps=25")  # MATES: 3 selections in 100 steps, as in 500
+QUICK_ARMS = 2  # --quick: the baseline and this many other arms (alphabetical) per method
 
 
 def regmix_effects(workdir: str, quick: bool) -> dict:
@@ -66,9 +69,11 @@ def reproduce(method: str, workdir: str, quick: bool) -> dict:
     cfg = compare.load_config_file(METHODS[method])
     if quick:
         cfg.compare.seeds = "0"
-        cfg.compare.overrides = ";".join(o for o in (cfg.compare.overrides, QUICK) if o)
-        for spec in cfg.compare.prerequisites.values():
-            spec.overrides = ";".join(o for o in (spec.overrides, QUICK) if o)
+        others = [a for a in cfg.compare.arms if a != cfg.compare.baseline]
+        for arm in others[QUICK_ARMS:]:
+            del cfg.compare.arms[arm]
+        for spec in [*cfg.compare.arms.values(), *cfg.compare.prerequisites.values()]:
+            spec.overrides = ";".join(o for o in (spec.overrides, QUICK) if o)  # last: wins
     return compare.run(cfg, os.path.join(workdir, method + ("_quick" if quick else "")))
 
 

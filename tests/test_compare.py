@@ -249,6 +249,8 @@ def test_prerequisites_train_first_in_order_and_arms_name_them(tmp_path):
                                                                                "reference")
     with open(os.path.join(compare.run_dir(workdir, "doremi", 0), "config.json")) as f:
         assert json.load(f)["data"]["weights"] == f"file:{proxy}/mixture.txt"
+    assert compare.needed_prerequisites(cfg, ["uniform"]) == set()
+    assert compare.needed_prerequisites(cfg, ["doremi"]) == {"proxy", "reference"}
     before = {p: os.path.getmtime(p) for p in _files(os.path.join(workdir, "prerequisites"))}
     shutil.rmtree(compare.run_dir(workdir, "doremi", 0))
     compare.run(cfg, workdir)  # retrains the missing arm run, never a finished prerequisite
