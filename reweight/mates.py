@@ -60,8 +60,13 @@ from reweight.staged import StagedSource
 MODES = ("mates", "random")
 PROBES = ("exact", "first_order")
 REFERENCES = ("cloze", "validation")
-_FIT = 2  # RNG stream tag of the fit (shared by all processes)
-_DIAGNOSTIC = 3  # RNG stream tag of the diagnostic probes' draw
+_SELECT, _FIT, _DIAGNOSTIC = 0, 2, 3  # RNG streams: a process's draws, the fit, diagnostics
+
+
+def stage_rng(seed: int, stage: int, process: int, stream: int = _SELECT) -> np.random.Generator:
+    """One stage's generator of one stream. The stream is a 4th entry: numpy pads a shorter
+    seed with zeros, so [seed, stage, 2] would be process 2's draws and the fit's alike."""
+    return np.random.default_rng([seed, stage, process, stream])
 
 
 def gumbel_top_k(scores: np.ndarray, k: int, tau: float, rng: np.random.Generator) -> np.ndarray:
@@ -218,7 +223,7 @@ class Mates(HostMethod):
         stage = self.stage + 1
         keep = m.stage_steps * cfg.train.batch_size // ctx.process_count
         pool = src.draw_pool(math.ceil(m.stage_steps / m.selection_ratio))
-        rng = np.random.default_rng([cfg.seed, stage, ctx.process_index])
+        rng = stage_rng(cfg.seed, stage, ctx.process_index)
         metrics = {"mates/stage": stage}
         if m.mode == "mates":
             scores, fit_metrics = self._influence_scores(pool, ctx, stage, rng)
@@ -264,7 +269,7 @@ class Mates(HostMethod):
         z = (influence - influence.mean()) / max(influence.std(), 1e-12)
 
         fitter = self._get_fitter(tokens.shape[1])
-        fit_rng = np.random.default_rng([cfg.seed, stage, _FIT])  # same on every process
+        fit_rng = stage_rng(cfg.seed, stage, 0, _FIT)  # the same on every process
         order = fit_rng.permutation(len(z))
         n_hold = max(2, round(m.holdout * len(z)))
         hold, train = order[:n_hold], order[n_hold:]
@@ -305,7 +310,7 @@ class Mates(HostMethod):
         overhead: a check a researcher turns off."""
         t0 = time.perf_counter()
         m = self.m
-        rng = np.random.default_rng([self.cfg.seed, stage, ctx.process_index, _DIAGNOSTIC])
+        rng = stage_rng(self.cfg.seed, stage, ctx.process_index, _DIAGNOSTIC)
         n_local = math.ceil(m.diagnostic_probes / m.probe_chunk) * chunk_local
         rest = np.setdiff1d(np.arange(len(pool["domain_id"])), probed)
         if n_local > len(rest):

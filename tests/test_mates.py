@@ -240,3 +240,13 @@ def test_diagnostics_measure_the_signal_without_changing_the_selection(tmp_path)
             assert -1 <= b[f"mates/diagnostic/{k}"] <= 1
         r = b["mates/diagnostic/split_half_spearman"]
         assert b["mates/diagnostic/split_half_reliability"] == pytest.approx(2 * r / (1 + r))
+
+
+def test_each_process_draws_apart_from_the_fit():
+    """numpy pads a seed list with zeros: [seed, stage, 2] was both process 2's selection
+    stream and the fit's. Every process's stream now differs from the shared fit's."""
+    fit = mates.stage_rng(0, 1, 0, mates._FIT).random(4)
+    for process in range(8):
+        for stream in (mates._SELECT, mates._DIAGNOSTIC):
+            assert not np.allclose(mates.stage_rng(0, 1, process, stream).random(4), fit)
+    assert np.random.default_rng([0, 1, 2]).random() == np.random.default_rng([0, 1, 2, 0]).random()
