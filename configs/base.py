@@ -48,8 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)
 
     c.eval = ml_collections.ConfigDict()
-    # Extra eval-only domains (seqio), "name=GLOB,...": a glob with {split} gives its validation
-    # files, one without gives its files as they are; evaluated in training and --mode=eval.
+    # Extra eval-only domains (seqio): built-in names or "name=GLOB" entries; a glob with
+    # {split} gives its validation files, one without gives its files as they are.
     c.eval.domains = ""
 
     # --mode=sample only: text from the checkpoint of --workdir (or config.init_from).

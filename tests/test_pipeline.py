@@ -135,6 +135,13 @@ def test_specs_from_config(tmp_path):
     cfg.domains = "books,books"
     with pytest.raises(ValueError, match="duplicate"):
         domains.specs_from_config(cfg)
+    # Eval-only: a built-in name too, for a run that does not train on it.
+    evals = domains.eval_only_domains("books,web=/x/{split}-*.jsonl", "/d")
+    assert [(s.name, s.pattern, s.unsplit) for s in evals] == [
+        ("books", "/d/corpus/books/{split}-*.jsonl", "validation"),
+        ("web", "/x/{split}-*.jsonl", "validation")]
+    with pytest.raises(ValueError, match="unknown built-in domain"):
+        domains.eval_only_domains("novels", "/d")
 
 
 def test_parse_weights():
