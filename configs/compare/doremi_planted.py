@@ -29,7 +29,16 @@ then falls, and the averaged weights give noise under 0.05 (uniform: 0.143) and 
 under uniform. Trained on them the final runs beat uniform on the clean mean by 0.1-0.2 nats
 (the clean-only oracle, -0.200, is the bound) and are worse on noise.
 
-Measured: see README "Reproductions" (filled in after the run).
+Measured (2026-12-01, 2-core CPU, 5 seeds, two runs at a time): the proxy's averaged weights
+books 0.071, reference 0.170, code 0.189, dialogue 0.149, technical 0.183, duplicated 0.197,
+noise 0.041. Noise's alpha fell to 3e-4 by step 60 (c/K = 1.4e-4, as predicted), then came
+back to ~0.05: once the proxy stops seeing noise its noise loss rises over the reference's
+and the clipped excess with it (0.39 at step 320). Duplicated's rose first (0.34 at step 120)
+and fell (0.06 by the end), as predicted, but its average, 0.197, is above uniform's (predicted
+below: wrong). The final runs on those weights: clean mean -0.116 [-0.158, -0.074] (better,
+as predicted 0.1-0.2), uniform's final loss at 0.77 of its steps (the reference and proxy
+runs, 2x a run's FLOPs, not counted); every clean domain better or no clear difference (code
+-0.230, technical -0.155, reference -0.115); duplicated -0.165 better, noise +0.082 worse.
 """
 
 from configs import testbed
