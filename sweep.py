@@ -394,53 +394,44 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
         json.dump({"domains": names, "mixtures": mixtures.tolist()}, f)
     if cfg.sweep.trial >= 0:
         return {"trial": run_trial(cfg, cfg.sweep.trial, workdir, make_data)}
-    rows = read_rows(workdir)
-    todo = [i for i in range(cfg.sweep.num_trials)
-            if rows.get(i, {}).get("status") != "ok"]
-
-    def on_row(row):
-        rows[row["trial"]] = row
-        write_table(workdir, rows, names)
-        print(f"trial {row['trial']}: {row['status']} " + (
-            f"target {row['target']:.4f}" if row["status"] == "ok" else row["error"]) +
-            f" ({row['seconds']:.0f} s)", file=sys.stderr)
-
     t0 = time.perf_counter()
-    _run(cfg, todo, workdir, make_data, on_row)
-    write_table(workdir, rows, names)
+    rows, ran = _train_missing(cfg, cfg.sweep.num_trials, workdir, names, make_data, "trial")
     summary = fit_and_choose(cfg, rows, names, workdir)
     if cfg.sweep.transfer_trials:
         summary["transfer"] = _transfer(cfg, rows, names, workdir, make_data)
         with open(os.path.join(workdir, "regmix.json"), "w") as f:
             json.dump(summary, f, indent=1)
-    summary |= {"trials_run": len(todo), "sweep_seconds": time.perf_counter() - t0}
+    summary |= {"trials_run": ran, "sweep_seconds": time.perf_counter() - t0}
     return summary
 
 
-def _run(cfg, todo, workdir, make_data, on_row):
+def _train_missing(cfg, n, workdir, names, make_data, label) -> tuple[dict, int]:
+    """Trains trials 0..n-1 of `workdir` not yet ok (the table rebuilt after each); returns
+    (every row, how many ran)."""
+    rows = read_rows(workdir)
+    todo = [i for i in range(n) if rows.get(i, {}).get("status") != "ok"]
+
+    def on_row(row):
+        rows[row["trial"]] = row
+        write_table(workdir, rows, names)
+        print(f"{label} {row['trial']}: {row['status']} " + (
+            f"target {row['target']:.4f}" if row["status"] == "ok" else row["error"]) +
+            f" ({row['seconds']:.0f} s)", file=sys.stderr)
+
     if todo and cfg.sweep.backend == "ray":
         _run_ray(cfg, todo, workdir, on_row)
     elif todo:
         _run_local(cfg, todo, workdir, make_data, on_row)
+    write_table(workdir, rows, names)
+    return rows, len(todo)
 
 
 def _transfer(cfg, rows, names, workdir, make_data) -> dict:
     """The first transfer_trials mixtures at the target scale, in DIR/transfer; the rank
     correlation of the two scales' target losses."""
     tcfg, tdir = transfer_config(cfg), os.path.join(workdir, "transfer")
-    trows = read_rows(tdir)
-    todo = [i for i in range(cfg.sweep.transfer_trials)
-            if trows.get(i, {}).get("status") != "ok"]
-
-    def on_row(row):
-        trows[row["trial"]] = row
-        write_table(tdir, trows, names)
-        print(f"transfer trial {row['trial']}: {row['status']} " + (
-            f"target {row['target']:.4f}" if row["status"] == "ok" else row["error"]) +
-            f" ({row['seconds']:.0f} s)", file=sys.stderr)
-
-    _run(tcfg, todo, tdir, make_data, on_row)
-    write_table(tdir, trows, names)
+    trows, _ = _train_missing(tcfg, cfg.sweep.transfer_trials, tdir, names, make_data,
+                              "transfer trial")
     out = rank_transfer({i: rows[i] for i in range(cfg.sweep.transfer_trials) if i in rows},
                         trows)
     return out | {"overrides": cfg.sweep.transfer_overrides}
