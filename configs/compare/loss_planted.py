@@ -41,7 +41,9 @@ Measured (2026-12-01, 2-core CPU, 5 seeds), clean mean: LinUpper +0.266 [+0.215,
 (worse, as predicted), Quadratic -0.009 [-0.070, +0.052] (no clear difference: predicted
 better, wrong), clean-only -0.200 [-0.262, -0.137] (better, as predicted). Duplicated:
 LinUpper +0.364 worse (predicted), Quadratic no clear difference (predicted worse: wrong).
-Noise: LinUpper -0.027 (the lowest, predicted). docs/reproductions.md has the tables.
+Noise: LinUpper -0.027 (the lowest, predicted). Extremes: clean mean +0.345 [+0.294, +0.397]
+(worse, as predicted), duplicated +0.527 worse (predicted better: wrong), noise -0.028.
+docs/reproductions.md has the tables.
 """
 
 from configs import testbed
