@@ -486,7 +486,8 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
             q[f"loss_se/{d}"] = r.final(d, "loss_se")
         for d in with_accuracy:
             q[f"accuracy/{d}"] = r.final(d, "accuracy")
-        if skills:  # the first eval at which every skill is at the target accuracy
+        if skills:  # the final mean accuracy; the first eval with every skill at the target
+            q["accuracy/skills_mean"] = float(np.mean([r.final(d, "accuracy") for d in skills]))
             at = [e["step"] for e in r.evals if all(
                 e.get(f"eval/{d}/accuracy", 0.0) >= accuracy_target for d in skills)]
             q["steps_to_accuracy"] = at[0] / base_steps if at else math.inf
@@ -610,11 +611,13 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
                   f", as a fraction of the baseline's {summary['baseline_steps']} steps (mean "
                   "over the seeds that get there):", ""]
         for arm in arms:
-            s = q(arm, "steps_to_accuracy")
+            s, m = q(arm, "steps_to_accuracy"), q(arm, "accuracy/skills_mean")
             got = f"{s.get('reached', 0)}/{len(arms[arm]['seeds'])} reached"
             lines.append(f"- {arm}: " + (f"{_fmt(s, 3)} ({got})" if s.get("n") else
                                          f"never ({got})") + (
-                f"; Δ {_fmt_diff(s, 3)}" if arm != b and s.get("n") else ""))
+                f"; Δ {_fmt_diff(s, 3)}" if arm != b and s.get("n") else "") +
+                f"; final mean accuracy {_fmt(m, 3)}" + (
+                f", Δ {_fmt_diff(m, 3)}" if arm != b else ""))
         lines.append("")
     lines += [f"Eval SE: the standard error of the baseline's loss over a domain's "
               f"eval rows (up to {summary['eval_rows']}; mean over seeds), beside the interval over "

@@ -13,8 +13,8 @@ written before it ran; its runs go to `--workdir/<method>/` (finished runs are n
 a long reproduction can be run in pieces). Scale: configs/testbed.py (1.2M params, vocabulary
 1024, 500 steps of 16 x 128 tokens; ~3 minutes a run alone on 2 CPU cores). `--quick` results
 say only that the pipeline works: one seed has no interval. The last line is JSON: per method
-and arm, the paired difference of the headline eval loss from the baseline (mean, CI, seeds,
-verdict).
+and arm, the paired difference of the headline eval loss from the baseline (Skill-It: of the
+final mean accuracy over the skills; mean, CI, seeds, verdict), and the time it took.
 """
 
 import argparse
@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -80,15 +81,24 @@ def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
 
 
 def effects(summary: dict) -> dict:
-    """Per non-baseline arm: the paired difference of the headline loss and its verdict."""
+    """Per non-baseline arm: the paired difference of the headline loss (skills: of the final
+    mean accuracy over them) and its verdict."""
+    name = "accuracy/skills_mean" if summary["skills"] else "loss/train_mean"
     out = {}
     for arm, a in summary["arms"].items():
-        q = a["quantities"].get("loss/train_mean", {})
+        q = a["quantities"].get(name, {})
         if "diff" in q:
             d = q["diff"]
             out[arm] = {"effect": d["mean"], "low": d["low"], "high": d["high"], "seeds": d["n"],
                         "verdict": q["verdict"]}
     return out
+
+
+def train_seconds(summary: dict) -> float:
+    """What the comparison's runs took: the sum of their training loops' wall times (resumes
+    included, prerequisites not), whenever they ran."""
+    return sum(a["quantities"]["seconds"]["mean"] * a["quantities"]["seconds"]["n"]
+               for a in summary["arms"].values() if "seconds" in a["quantities"])
 
 
 def main(argv=None):
@@ -104,17 +114,24 @@ def main(argv=None):
         p.error(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     results = {}
     for method in args.methods or list(METHODS):
+        start = time.perf_counter()
         if method == "regmix":
             results[method] = regmix_effects(args.workdir, args.quick)
-            continue
-        summary = reproduce(method, args.workdir, args.quick, args.processes)
-        results[method] = {"baseline": summary["baseline"],
-                           "domains": summary["headline_domains"], "arms": effects(summary)}
-    print(f"{'method':<12} {'arm':<14} {'effect [CI] (Δ loss; regmix: Spearman)':<34} seeds  verdict")
+        else:
+            summary = reproduce(method, args.workdir, args.quick, args.processes)
+            results[method] = {"baseline": summary["baseline"],
+                               "domains": summary["headline_domains"], "arms": effects(summary),
+                               "train_seconds": train_seconds(summary)}
+        # this invocation's wall time: ~0 where every run had finished before
+        results[method]["wall_seconds"] = time.perf_counter() - start
+    print(f"{'method':<12} {'arm':<14} {'effect [CI] (Δ loss; skills: Δ accuracy; regmix: Spearman)':<34} seeds  verdict")
     for method, r in results.items():
         for arm, e in r["arms"].items():
             ci = f"{e['effect']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}]"
             print(f"{method:<12} {arm:<14} {ci:<34} {e['seeds']:>5}  {e['verdict']}")
+    for method, r in results.items():
+        took = f", its runs' training {r['train_seconds'] / 60:.0f} min" if "train_seconds" in r else ""
+        print(f"{method}: this invocation {r['wall_seconds'] / 60:.1f} min{took}")
     print(json.dumps(results))
 
 

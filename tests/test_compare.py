@@ -214,8 +214,14 @@ def test_steps_until_every_skill_is_accurate(tmp_path):
     q = lambda arm: summary["arms"][arm]["quantities"]["steps_to_accuracy"]
     assert q("base")["mean"] == 1.0 and q("fast")["mean"] == pytest.approx((0.5 + 0.5 + 0.75) / 3)
     assert q("fast")["verdict"] == "better" and q("never")["reached"] == 0
+    # The final mean accuracy over the skills: (1 + 0.95) / 2 for all but `never` (1 + 0.1) / 2.
+    acc = lambda arm: summary["arms"][arm]["quantities"]["accuracy/skills_mean"]
+    assert acc("fast")["mean"] == pytest.approx(0.975) and acc("fast")["diff"]["mean"] == 0
+    assert acc("never")["diff"]["mean"] == pytest.approx(-0.425)
+    assert acc("never")["verdict"] == "worse"  # higher accuracy is better
     text = compare.write_markdown(summary, str(tmp_path / "compare.md"), "t")
     assert "- never: never (0/3 reached)" in text and "- fast: 0.583" in text
+    assert "final mean accuracy 0.550" in text
 
 
 def test_a_run_another_comparison_finished_meanwhile_is_not_touched(tmp_path):
