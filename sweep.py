@@ -59,6 +59,10 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if s.vmap_trials < 1 or s.top_k < 1 or s.num_simulations < 1:
         raise ValueError(f"config.sweep.vmap_trials={s.vmap_trials}, top_k={s.top_k} and "
                          f"num_simulations={s.num_simulations} must all be >= 1")
+    if s.sample_multiplier < 1:
+        raise ValueError(f"config.sweep.sample_multiplier={s.sample_multiplier} must be >= 1: "
+                         "trials are drawn from that many times as many candidates (the "
+                         "reference's 100)")
     if s.regression not in ("ridge", "gbm"):
         raise ValueError(f"config.sweep.regression={s.regression!r} is unknown; use ridge or gbm")
     if s.transfer_trials:
@@ -93,9 +97,12 @@ def _draw(cfg: ml_collections.ConfigDict, n: int, stream: int) -> np.ndarray:
 
 
 def draw_trials(cfg: ml_collections.ConfigDict) -> np.ndarray:
-    """The sweep's [num_trials, K] mixtures: a function of the config alone, so every process
-    and every rerun agrees on trial i's mixture."""
-    return _draw(cfg, cfg.sweep.num_trials, 7_000)
+    """The sweep's [num_trials, K] mixtures, distinct, from sample_multiplier times as many
+    draws (the reference's): a function of the config alone, so every process and every rerun
+    agrees on trial i's mixture."""
+    n = cfg.sweep.num_trials
+    candidates = _draw(cfg, n * cfg.sweep.sample_multiplier, 7_000)
+    return regmix.distinct_sample(np.random.default_rng([cfg.seed, 7_002]), candidates, n)
 
 
 def trial_config(cfg: ml_collections.ConfigDict, names: list,

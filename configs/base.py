@@ -201,6 +201,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.max_epochs = 4.0  # redraw a mixture that repeats a domain more often in target_tokens
     c.sweep.target_tokens = 0  # tokens of the run the mixture is for (0 = all the domains hold)
     c.sweep.min_weight = 0.01  # weights below this are zeroed (then renormalised)
+    c.sweep.sample_multiplier = 100  # trials: distinct ones of this many times as many draws
     c.sweep.target = "average"  # eval domain whose loss to minimise, or average (training domains)
     c.sweep.regression = "ridge"  # ridge (linear) | gbm (gradient-boosted trees, scikit-learn)
     c.sweep.ridge_alpha = 1e-4  # ridge penalty

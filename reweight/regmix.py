@@ -124,6 +124,25 @@ def _safeguarded(rng, concentration, prior, n, min_weight, caps, max_rounds) -> 
     return np.asarray(kept)[:n]
 
 
+def distinct_sample(rng: np.random.Generator, candidates: np.ndarray, n: int,
+                    tol: float = 1e-5) -> np.ndarray:
+    """n of `candidates` at random, without replacement, after dropping near-duplicates (rows
+    within L1 `tol` of another): the reference (sail-sg/regmix, mixture_config) draws 100x the
+    mixtures it needs, deduplicates and samples, so that a spiky prior's one-domain mixtures,
+    drawn again and again, are each trained once (a repeated mixture and seed is a wasted
+    proxy run)."""
+    order = np.lexsort(candidates.T)
+    kept = [order[0]]
+    for i in order[1:]:
+        if np.abs(candidates[i] - candidates[kept[-1]]).sum() > tol:
+            kept.append(i)
+    if len(kept) < n:
+        raise ValueError(f"only {len(kept)} distinct mixtures among {len(candidates)} drawn, "
+                         f"fewer than the {n} trials: raise config.sweep.sample_multiplier or "
+                         "the Dirichlet strengths, or lower config.sweep.num_trials")
+    return candidates[np.sort(rng.choice(np.asarray(kept), size=n, replace=False))]
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation, ties sharing their mean rank (nan for fewer than 2 points
     or a constant side)."""

@@ -138,6 +138,24 @@ def test_regmix_draws_are_the_references_and_spiky():
     assert (capped <= caps + 1e-9).all() and ((capped == 0) | (capped >= 0.01)).all()
 
 
+def test_trials_are_distinct_mixtures_as_the_references():
+    """A spiky prior draws the same one-domain mixture again and again (min_weight zeroes the
+    rest); trained with the same seed, each repeat is a wasted proxy. The reference draws 100x,
+    deduplicates and samples; here a sweep's trials are pairwise distinct."""
+    center = np.full(7, 1 / 7)
+    raw = regmix.draw_regmix(np.random.default_rng(0), center, 48, min_weight=0.01)
+    assert len(np.unique(raw.round(6), axis=0)) == 45  # the old trials: 3 repeats among 48
+    cfg = _cfg(num_trials=24, center="uniform", min_weight=0.01, strength_range="0.1,0.1")
+    trials = sweep.draw_trials(cfg)  # the tiny config's 3 domains: 3 one-domain mixtures at most
+    assert trials.shape == (24, 3) and len(np.unique(trials.round(6), axis=0)) == 24
+    np.testing.assert_array_equal(trials, sweep.draw_trials(cfg))  # a function of the config
+    one = np.eye(3)[[0, 1, 1, 2, 0]]
+    with pytest.raises(ValueError, match="only 3 distinct mixtures"):
+        regmix.distinct_sample(np.random.default_rng(0), one, 4)
+    np.testing.assert_array_equal(regmix.distinct_sample(np.random.default_rng(0), one, 3),
+                                  np.eye(3))
+
+
 def test_regression_and_spearman():
     assert regmix.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert regmix.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
