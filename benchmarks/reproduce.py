@@ -3,8 +3,8 @@
   make testbed
   python benchmarks/reproduce.py                 # every method, the configs' own seeds (long)
   python benchmarks/reproduce.py loss_based      # one method by name
-  python benchmarks/reproduce.py --quick         # one seed, 100 steps, the baseline and two
-                                                 # arms per method: a smoke test
+  python benchmarks/reproduce.py --quick         # one seed, 60 steps, the baseline and one
+                                                 # arm per method: a smoke test
   python benchmarks/reproduce.py --processes=2   # two runs at a time (the sweep: one)
 
 Each method is a compare config under configs/compare/ (RegMix: a sweep config, its effect the
@@ -43,9 +43,10 @@ METHODS = {  # references and proxies are each comparison's prerequisites, train
 }
 SWEEP_QUICK = ("sweep.num_trials=6;sweep.transfer_trials=4;sweep.num_simulations=10000;"
                "train.steps=30")
-QUICK = ("train.steps=100;train.eval_every=50;train.warmup_steps=10;train.checkpoint_every=100;"
-         "reweight.mates.stage_steps=25")  # MATES: 3 selections in 100 steps, as in 500
-QUICK_ARMS = 2  # --quick: the baseline and this many other arms (alphabetical) per method
+QUICK = "train.steps=60;train.eval_every=0;train.warmup_steps=6;train.checkpoint_every=60"
+QUICK_MATES = "reweight.mates.stage_steps=15"  # 3 selections in 60 steps, as in 500
+QUICK_ARMS = 1  # --quick: the baseline and this many other arms (alphabetical) per method
+QUICK_EVAL_ROWS = 64  # --quick: validation rows per domain
 
 
 def regmix_effects(workdir: str, quick: bool) -> dict:
@@ -72,11 +73,14 @@ def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
     cfg.compare.processes = processes
     if quick:
         cfg.compare.seeds = "0"
+        cfg.compare.eval_rows = QUICK_EVAL_ROWS
         others = [a for a in cfg.compare.arms if a != cfg.compare.baseline]
         for arm in others[QUICK_ARMS:]:
             del cfg.compare.arms[arm]
         for spec in [*cfg.compare.arms.values(), *cfg.compare.prerequisites.values()]:
-            spec.overrides = ";".join(o for o in (spec.overrides, QUICK) if o)  # last: wins
+            mates = "selector=mates" in spec.overrides or "mates" in spec.config
+            quick = f"{QUICK};{QUICK_MATES}" if mates else QUICK
+            spec.overrides = ";".join(o for o in (spec.overrides, quick) if o)  # last: wins
     return compare.run(cfg, os.path.join(workdir, method + ("_quick" if quick else "")))
 
 
