@@ -1,6 +1,6 @@
 """Every experiment config loads, names its command, and every comparison's arms and
-prerequisites resolve to configs whose overrides name real fields: a typo fails here, not an
-hour into a comparison."""
+prerequisites resolve to configs whose overrides name real fields and whose weights parse: a
+typo fails here, not an hour into a comparison."""
 
 import glob
 import importlib
@@ -9,6 +9,7 @@ import os
 import pytest
 
 import compare
+import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
@@ -32,5 +33,9 @@ def test_comparison_arms_and_prerequisites_resolve(path):
     for arm in cfg.compare.arms:
         run_cfg = compare.run_config(cfg, arm, 0, "workdir")
         assert run_cfg.seed == 0
+        # the weights parse for the arm's domains (data.weights=natural once failed every run)
+        if not run_cfg.data.weights.startswith("file:"):  # a prerequisite writes the file
+            env = experiment.Env(run_cfg, experiment.source_of(run_cfg))
+            experiment._check_weights(run_cfg, env.domain_names)
     for name in cfg.compare.prerequisites:
         compare.prerequisite_config(cfg, name, "workdir")

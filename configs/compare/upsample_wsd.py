@@ -37,7 +37,7 @@ UPSAMPLE = "reweight.mixture=upsample;reweight.upsample.base=natural;" \
 def get_config():
     c = base.get_config()
     c.compare.baseline = "natural"
-    c.compare.overrides = (f"data.domains={TRAIN};data.weights=natural;"
+    c.compare.overrides = (f"data.domains={TRAIN};"
                            "train.schedule=wsd;train.decay_fraction=0.3")
     c.compare.arms.natural = base.arm("configs/testbed.py", "reweight.mixture=natural")
     for name, fraction in (("up_15", 0.15), ("up_30", 0.3), ("up_all", 1.0)):
