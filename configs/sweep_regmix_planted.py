@@ -12,7 +12,8 @@ Training domains: the five clean ones plus `noise` and `duplicated` (data/plante
 target is the held-out `target` domain (the first 1 MB of math), evaluated, never trained on.
 48 proxies (d 64, 2 layers, 300 steps of 16 x 128 tokens) on mixtures drawn as the reference
 does (prior uniform^0.5, concentration log-spaced over [0.1, 5]: spiky; distinct mixtures from
-100x as many draws), epoch caps from the testbed run's 1.0M tokens; ridge regression; the
+100x as many draws), epoch caps from the testbed run's 1.0M tokens; gradient-boosted trees
+(the paper's LightGBM role; ridge, its linear ablation, was this config's first choice); the
 chosen mixture is the mean of the 128 best of 100,000 simulated. Then the first 6 mixtures
 again at the testbed's scale (d 128, 4 layers, 500 steps) for the rank transfer: Spearman of
 the two scales' target losses.
@@ -31,6 +32,11 @@ regression's Spearman on its 12 held-out trials was -0.16; it chose code alone. 
 now train 300 steps (measured on one mixture: books 4.78, reference 4.37, 0.9-1.1 nats below
 their unigram entropies), the trials are distinct, and the transfer check runs 6 mixtures (the
 issue's minimum; 8 did not fit the session). The prediction above is unchanged.
+
+Measured (2026-12-01, 2-core CPU, 48 proxies): ridge, as first configured, predicts nothing
+(Spearman 0.09 on the 12 held-out trials, 0.19 leave-one-out) and puts all the weight on
+technical (a linear model's optimum is a vertex); gradient-boosted trees on the same trials
+reach 0.83 held out (0.88 leave-one-out), so the config now fits them, as the paper does.
 """
 
 from configs import testbed
@@ -47,7 +53,7 @@ def get_config():
     c.train.update(steps=300, warmup_steps=30, eval_every=0, checkpoint_every=300,
                    log_every=100, progress_bar=False)
     c.sweep.update(num_trials=48, center="uniform", dirichlet="regmix", target="target",
-                   target_tokens=500 * 16 * 128, regression="ridge", num_simulations=100_000,
+                   target_tokens=500 * 16 * 128, regression="gbm", num_simulations=100_000,
                    top_k=128, transfer_trials=6,
                    transfer_overrides="model.d_model=128;model.num_layers=4;model.mlp_dim=512;"
                                       "train.steps=500;train.warmup_steps=50")
