@@ -77,10 +77,11 @@ def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
         others = [a for a in cfg.compare.arms if a != cfg.compare.baseline]
         for arm in others[QUICK_ARMS:]:
             del cfg.compare.arms[arm]
-        for spec in [*cfg.compare.arms.values(), *cfg.compare.prerequisites.values()]:
-            mates = "selector=mates" in spec.overrides or "mates" in spec.config
-            quick = f"{QUICK};{QUICK_MATES}" if mates else QUICK
-            spec.overrides = ";".join(o for o in (spec.overrides, quick) if o)  # last: wins
+        mates = {a for a in cfg.compare.arms
+                 if compare.run_config(cfg, a, 0, workdir).reweight.selector == "mates"}
+        for name, spec in [*cfg.compare.arms.items(), *cfg.compare.prerequisites.items()]:
+            extra = f"{QUICK};{QUICK_MATES}" if name in mates else QUICK
+            spec.overrides = ";".join(o for o in (spec.overrides, extra) if o)  # last: wins
     return compare.run(cfg, os.path.join(workdir, method + ("_quick" if quick else "")))
 
 
