@@ -25,12 +25,12 @@ within 0.01-0.02 of natural (no clear difference or slightly worse), up_all wors
 hundredths (7% of every batch taken from them). The paper's finding: most of the target gain
 of upsampling for a fraction of its general cost, with the switch late in training.
 
-Measured (2026-12-01, 2-core CPU, seeds 0-3: 4 paired; the fifth did not fit the session),
-target: up_15 -0.528 [-0.678, -0.378] (predicted 0.1-0.3: right direction, larger), up_30
--0.886 [-1.086, -0.687] (better than up_15 by more than "a little"), up_all -1.287 [-1.417,
--1.158] (the best, with less gain per target row: as predicted). Clean mean: up_15 +0.014
-[+0.011, +0.016] and up_30 +0.018 [+0.015, +0.022] (predicted within 0.01-0.02, slightly
-worse: right), up_all -0.008 [-0.050, +0.034] (predicted worse by a few hundredths: wrong).
+Measured (2026-12-01, 2-core CPU, seeds 0-4: 5 paired), target: up_15 -0.554 [-0.678, -0.430]
+(predicted 0.1-0.3: right direction, larger), up_30 -0.906 [-1.051, -0.760] (better than
+up_15 by more than "a little"), up_all -1.299 [-1.392, -1.206] (the best, with less gain per
+target row: as predicted). Clean mean: up_15 +0.015 [+0.011, +0.019] and up_30 +0.021 [+0.013,
++0.029] (predicted within 0.01-0.02, slightly worse: right), up_all +0.006 [-0.042, +0.054]
+(predicted worse by a few hundredths: not shown).
 """
 
 from configs import testbed
