@@ -3,8 +3,8 @@
   make testbed
   python benchmarks/reproduce.py                 # every method, the configs' own seeds (long)
   python benchmarks/reproduce.py loss_based      # one method by name
-  python benchmarks/reproduce.py --quick         # one seed, 60 steps, the baseline and one
-                                                 # arm per method: a smoke test
+  python benchmarks/reproduce.py --quick         # one seed, 60 steps, the baseline and the
+                                                 # method's own arm (QUICK_ARM): a smoke test
   python benchmarks/reproduce.py --processes=2   # two runs at a time (the sweep: one)
 
 Each method is a compare config under configs/compare/ (RegMix: a sweep config, its effect the
@@ -41,11 +41,15 @@ METHODS = {  # references and proxies are each comparison's prerequisites, train
     "loss_lr_grid": "configs/compare/loss_lr_grid.py",  # Sow et al. 2025, six real domains
     "regmix": "configs/sweep_regmix_planted.py",  # Liu et al. 2024: a sweep, not a comparison
 }
+QUICK_ARM = {  # --quick: the one arm beside the baseline, the method itself (not an oracle)
+    "loss_based": "linupper", "odm": "odm_exp3", "skill_it": "skill_it", "rho1": "rho1",
+    "doremi": "doremi", "xent_diff": "xent_diff", "mates": "mates", "upsample": "up_15",
+    "loss_lr_grid": "linupper_3e-3",
+}
 SWEEP_QUICK = ("sweep.num_trials=6;sweep.transfer_trials=4;sweep.num_simulations=10000;"
                "train.steps=30")
 QUICK = "train.steps=60;train.eval_every=0;train.warmup_steps=6;train.checkpoint_every=60"
 QUICK_MATES = "reweight.mates.stage_steps=15"  # 3 selections in 60 steps, as in 500
-QUICK_ARMS = 1  # --quick: the baseline and this many other arms (alphabetical) per method
 QUICK_EVAL_ROWS = 64  # --quick: validation rows per domain
 
 
@@ -74,8 +78,8 @@ def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
     if quick:
         cfg.compare.seeds = "0"
         cfg.compare.eval_rows = QUICK_EVAL_ROWS
-        others = [a for a in cfg.compare.arms if a != cfg.compare.baseline]
-        for arm in others[QUICK_ARMS:]:
+        for arm in [a for a in cfg.compare.arms if a not in (cfg.compare.baseline,
+                                                             QUICK_ARM[method])]:
             del cfg.compare.arms[arm]
         mates = {a for a in cfg.compare.arms
                  if compare.run_config(cfg, a, 0, workdir).reweight.selector == "mates"}

@@ -39,3 +39,21 @@ def test_comparison_arms_and_prerequisites_resolve(path):
             experiment._check_weights(run_cfg, env.domain_names)
     for name in cfg.compare.prerequisites:
         compare.prerequisite_config(cfg, name, "workdir")
+
+
+def test_reproduce_quick_arm_is_each_methods_own():
+    """`reproduce.py --quick` keeps the baseline and one arm: it must be a real arm and the
+    method itself (it once kept the alphabetically first, the clean-only oracle)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", os.path.join(ROOT, "benchmarks", "reproduce.py"))
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    assert set(reproduce.QUICK_ARM) == set(reproduce.METHODS) - {"regmix"}
+    for method, arm in reproduce.QUICK_ARM.items():
+        cfg = compare.load_config_file(reproduce.METHODS[method])
+        assert arm in cfg.compare.arms and arm != cfg.compare.baseline, (method, arm)
+        run_cfg = compare.run_config(cfg, arm, 0, "workdir")
+        base_cfg = compare.run_config(cfg, cfg.compare.baseline, 0, "workdir")
+        assert (run_cfg.reweight, run_cfg.data.weights) != (
+            base_cfg.reweight, base_cfg.data.weights), f"{method}: {arm} reweights nothing"
