@@ -328,7 +328,7 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: Data | No
     if source is not None:
         env = Env(cfg, source, data.domain_names if data else None)
         if train:
-            attempt(lambda: _check_weights(cfg, env.domain_names))
+            attempt(lambda: check_weights(cfg, env.domain_names))
             weighter = attempt(lambda: registry.make_weighter(cfg, env), Uniform())
             methods = attempt(lambda: registry.make_host_methods(cfg, env), [])
             references, reference_problems = reference_specs(cfg)
@@ -475,7 +475,9 @@ def workdir_problems(cfg: ml_collections.ConfigDict, workdir: str) -> list[str]:
     return []
 
 
-def _check_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> None:
+def check_weights(cfg: ml_collections.ConfigDict, names: Sequence[str]) -> None:
+    """Raises, naming the field, unless config.data.weights parses for the domains `names`
+    (a check without building anything: tests/test_configs.py runs it on every arm)."""
     try:
         parse_weights(cfg.data.weights, names)
     except (ValueError, FileNotFoundError) as e:

@@ -36,7 +36,7 @@ def test_comparison_arms_and_prerequisites_resolve(path):
         # the weights parse for the arm's domains (data.weights=natural once failed every run)
         if not run_cfg.data.weights.startswith("file:"):  # a prerequisite writes the file
             env = experiment.Env(run_cfg, experiment.source_of(run_cfg))
-            experiment._check_weights(run_cfg, env.domain_names)
+            experiment.check_weights(run_cfg, env.domain_names)
     for name in cfg.compare.prerequisites:
         compare.prerequisite_config(cfg, name, "workdir")
 
