@@ -4,7 +4,7 @@
   python benchmarks/reproduce.py                 # every method, the configs' own seeds (long)
   python benchmarks/reproduce.py loss_based      # one method by name
   python benchmarks/reproduce.py --quick         # one seed, 30 steps, the baseline and the
-                                                 # method's own arm (QUICK_ARM): a smoke test
+                                                 # method's own arm (METHODS): a smoke test
   python benchmarks/reproduce.py --processes=2   # two runs at a time (the sweep: one)
 
 Each method is a compare config under configs/compare/ (RegMix: a sweep config, its effect the
@@ -29,22 +29,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import compare  # noqa: E402
 import sweep  # noqa: E402
 
-METHODS = {  # references and proxies are each comparison's prerequisites, trained first
-    "loss_based": "configs/compare/loss_planted.py",  # Sow et al. 2025, planted junk
-    "odm": "configs/compare/odm_planted.py",  # Albalak et al. 2023, planted junk
-    "skill_it": "configs/compare/skill_it_lego.py",  # Chen et al. 2023, LEGO
-    "rho1": "configs/compare/rho1_planted.py",  # Lin et al. 2024, planted junk
-    "doremi": "configs/compare/doremi_planted.py",  # Xie et al. 2023, planted junk
-    "xent_diff": "configs/compare/xent_diff.py",  # Moore & Lewis 2010, a target domain
-    "mates": "configs/compare/mates_planted.py",  # Yu et al. 2024, target + three junks
-    "upsample": "configs/compare/upsample_wsd.py",  # Blakeney et al. 2024, WSD
-    "loss_lr_grid": "configs/compare/loss_lr_grid.py",  # Sow et al. 2025, six real domains
-    "regmix": "configs/sweep_regmix_planted.py",  # Liu et al. 2024: a sweep, not a comparison
-}
-QUICK_ARM = {  # --quick: the one arm beside the baseline, the method itself (not an oracle)
-    "loss_based": "linupper", "odm": "odm_exp3", "skill_it": "skill_it", "rho1": "rho1",
-    "doremi": "doremi", "xent_diff": "xent_diff", "mates": "mates", "upsample": "up_15",
-    "loss_lr_grid": "linupper_3e-3",
+# method -> (its config, the arm --quick keeps beside the baseline: the method itself, not an
+# oracle). References and proxies are each comparison's prerequisites, trained first.
+METHODS = {
+    "loss_based": ("configs/compare/loss_planted.py", "linupper"),  # Sow et al. 2025, junk
+    "odm": ("configs/compare/odm_planted.py", "odm_exp3"),  # Albalak et al. 2023, junk
+    "skill_it": ("configs/compare/skill_it_lego.py", "skill_it"),  # Chen et al. 2023, LEGO
+    "rho1": ("configs/compare/rho1_planted.py", "rho1"),  # Lin et al. 2024, junk
+    "doremi": ("configs/compare/doremi_planted.py", "doremi"),  # Xie et al. 2023, junk
+    "xent_diff": ("configs/compare/xent_diff.py", "xent_diff"),  # Moore & Lewis 2010, a target
+    "mates": ("configs/compare/mates_planted.py", "mates"),  # Yu et al. 2024, target + 3 junks
+    "upsample": ("configs/compare/upsample_wsd.py", "up_15"),  # Blakeney et al. 2024, WSD
+    "loss_lr_grid": ("configs/compare/loss_lr_grid.py", "linupper_3e-3"),  # Sow et al., 6 domains
+    "regmix": ("configs/sweep_regmix_planted.py", None),  # Liu et al. 2024: a sweep, no arms
 }
 SWEEP_QUICK = ("sweep.num_trials=6;sweep.transfer_trials=4;sweep.num_simulations=10000;"
                "train.steps=20;data.check_records=False")
@@ -61,7 +58,7 @@ def regmix_effects(workdir: str, quick: bool) -> dict:
     """The RegMix sweep (resumable): the rank transfer over mixtures as the effect, a verdict
     by its interval (reproduced: ranks transfer better than chance), and the chosen mixture's
     weight on the planted junk."""
-    cfg = compare.load_config_file(METHODS["regmix"])
+    cfg = compare.load_config_file(METHODS["regmix"][0])
     if quick:
         compare.apply_overrides(cfg, SWEEP_QUICK, "--quick")
         cfg.sweep.transfer_overrides += ";train.steps=30"
@@ -77,13 +74,13 @@ def regmix_effects(workdir: str, quick: bool) -> dict:
 
 def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
     """Runs (or reads) one method's comparison; returns its summary."""
-    cfg = compare.load_config_file(METHODS[method])
+    path, quick_arm = METHODS[method]
+    cfg = compare.load_config_file(path)
     cfg.compare.processes = processes
     if quick:
         cfg.compare.seeds = "0"
         cfg.compare.eval_rows = QUICK_EVAL_ROWS
-        for arm in [a for a in cfg.compare.arms if a not in (cfg.compare.baseline,
-                                                             QUICK_ARM[method])]:
+        for arm in [a for a in cfg.compare.arms if a not in (cfg.compare.baseline, quick_arm)]:
             del cfg.compare.arms[arm]
         mates = {a for a in cfg.compare.arms
                  if compare.run_config(cfg, a, 0, workdir).reweight.selector == "mates"}
