@@ -32,7 +32,9 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -225,7 +227,7 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str,
     a skills graph, and writes its run.json; a failure is recorded there, not raised. Runs
     share JAX's compilation cache in `cache_dir`."""
     os.makedirs(workdir, exist_ok=True)
-    if _status(workdir) == "ok":  # finished meanwhile, by another comparison sharing the run
+    if run_status(workdir) == "ok":  # finished meanwhile, by another comparison sharing the run
         with open(os.path.join(workdir, RUN_FILE)) as f:
             return json.load(f)
     t0 = time.perf_counter()
@@ -267,7 +269,7 @@ def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str, arms: list
     needed = needed_prerequisites(cfg, arms)
     for name in prerequisite_order(cfg):
         d = prerequisite_dir(workdir, name)
-        if name not in needed or _status(d) == "ok":
+        if name not in needed or run_status(d) == "ok":
             continue
         record = train_run(prerequisite_config(cfg, name, workdir), d, workdir,
                            cfg.compare.prerequisites[name].get("mode", "train"))
@@ -279,12 +281,24 @@ def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str, arms: list
                              "comparison (finished runs are kept)")
 
 
-def _status(workdir: str) -> str | None:
+def run_status(workdir: str) -> str | None:
+    """A run directory's recorded status (ok, failed, preempted), None before it ends."""
     path = os.path.join(workdir, RUN_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)["status"]
+
+
+def end_with_parent(parent: int) -> None:
+    """A worker's initializer: once the comparison that spawned it is gone (killed, even with
+    SIGKILL), the worker gets the SIGTERM of a preempted run, so its run saves and exits
+    rather than training on as an orphan. The rerun resumes it."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _train_all(cfg: ml_collections.ConfigDict, workdir: str, todo: list) -> None:
@@ -322,7 +336,9 @@ def _train_all(cfg: ml_collections.ConfigDict, workdir: str, todo: list) -> None
             done(arm, seed, record)
     elif c.processes > 1:
         context = multiprocessing.get_context("spawn")  # JAX does not survive a fork
-        with concurrent.futures.ProcessPoolExecutor(c.processes, mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+                c.processes, mp_context=context, initializer=end_with_parent,
+                initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(train_run, run_cfg, d, workdir): (arm, seed)
                        for arm, seed, run_cfg, d in jobs}
             for future in concurrent.futures.as_completed(futures):
@@ -747,7 +763,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
         pairs = [(arm, seed) for arm in c.arms.keys() for seed in seeds_of(cfg)]
         # Seed by seed: a comparison stopped part-way leaves whole pairs to compare.
-        todo = sorted(((a, s) for a, s in pairs if _status(run_dir(workdir, a, s)) != "ok"),
+        todo = sorted(((a, s) for a, s in pairs if run_status(run_dir(workdir, a, s)) != "ok"),
                       key=lambda p: (p[1], list(c.arms.keys()).index(p[0])))
         if todo:
             train_prerequisites(cfg, workdir, sorted({a for a, _ in todo}))

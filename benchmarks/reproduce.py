@@ -21,13 +21,18 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jax  # noqa: E402
+from jax.experimental.compilation_cache import compilation_cache  # noqa: E402
+
 import compare  # noqa: E402
 import sweep  # noqa: E402
+from lm.workdir import LOCK_FILE  # noqa: E402
 
 # method -> (its config, the arm --quick keeps beside the baseline: the method itself, not an
 # oracle). References and proxies are each comparison's prerequisites, trained first.
@@ -72,8 +77,9 @@ def regmix_effects(workdir: str, quick: bool) -> dict:
         "verdict": verdict, "chosen_junk_weight": junk}}}
 
 
-def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
-    """Runs (or reads) one method's comparison; returns its summary."""
+def method_config(method: str, quick: bool, processes: int):
+    """One method's comparison config; --quick: seed 0, the baseline and the method's arm,
+    each run (prerequisites included) shortened."""
     path, quick_arm = METHODS[method]
     cfg = compare.load_config_file(path)
     cfg.compare.processes = processes
@@ -83,11 +89,59 @@ def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
         for arm in [a for a in cfg.compare.arms if a not in (cfg.compare.baseline, quick_arm)]:
             del cfg.compare.arms[arm]
         mates = {a for a in cfg.compare.arms
-                 if compare.run_config(cfg, a, 0, workdir).reweight.selector == "mates"}
-        for name, spec in [*cfg.compare.arms.items(), *cfg.compare.prerequisites.items()]:
+                 if compare.run_config(cfg, a, 0).reweight.selector == "mates"}
+        for name, spec in cfg.compare.arms.items():
             extra = f"{QUICK};{QUICK_MATES}" if name in mates else QUICK
             spec.overrides = ";".join(o for o in (spec.overrides, extra) if o)  # last: wins
-    return compare.run(cfg, os.path.join(workdir, method + ("_quick" if quick else "")))
+        for spec in cfg.compare.prerequisites.values():  # the arms' eval rows too
+            extra = f"{QUICK};data.eval_rows={QUICK_EVAL_ROWS}"
+            spec.overrides = ";".join(o for o in (spec.overrides, extra) if o)
+    return cfg
+
+
+def method_dir(workdir: str, method: str, quick: bool) -> str:
+    return os.path.join(workdir, method + ("_quick" if quick else ""))
+
+
+def planned_runs(cfg, workdir: str) -> list[tuple[str, str]]:
+    """(the experiment config as sorted JSON, its run directory) of every run a comparison
+    trains: its arms at each seed and its prerequisites."""
+    runs = [(compare.run_config(cfg, arm, seed, workdir), compare.run_dir(workdir, arm, seed))
+            for arm in cfg.compare.arms for seed in compare.seeds_of(cfg)]
+    runs += [(compare.prerequisite_config(cfg, name, workdir),
+              compare.prerequisite_dir(workdir, name)) for name in cfg.compare.prerequisites]
+    return [(run_cfg.to_json(sort_keys=True), d) for run_cfg, d in runs]
+
+
+def reuse_identical_runs(method: str, workdir: str, quick: bool) -> int:
+    """Copies in every run of `method` that another method has already finished with the same
+    experiment config (the four planted-junk methods share the uniform baseline; DoReMi's
+    reference is that baseline's seed 0; cross-entropy difference and MATES share a target
+    reference): a run is a function of its config, so training it again only costs time.
+    Returns how many were copied."""
+    finished = {}
+    for other in METHODS:
+        if other not in (method, "regmix"):
+            runs = planned_runs(method_config(other, quick, 1), method_dir(workdir, other, quick))
+            for key, d in runs:
+                if compare.run_status(d) == "ok":
+                    finished.setdefault(key, d)
+    copied = 0
+    for key, d in planned_runs(method_config(method, quick, 1), method_dir(workdir, method, quick)):
+        if key in finished and not os.path.exists(d):  # an attempt of its own resumes
+            shutil.copytree(finished[key], d, ignore=shutil.ignore_patterns(LOCK_FILE))
+            copied += 1
+    return copied
+
+
+def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
+    """Runs (or reads) one method's comparison; returns its summary."""
+    copied = reuse_identical_runs(method, workdir, quick)
+    if copied:
+        print(f"reproduce: {method}: {copied} run(s) copied from other methods' identical runs",
+              file=sys.stderr, flush=True)
+    return compare.run(method_config(method, quick, processes),
+                       method_dir(workdir, method, quick))
 
 
 def effects(summary: dict) -> dict:
@@ -111,6 +165,18 @@ def train_seconds(summary: dict) -> float:
                for a in summary["arms"].values() if "seconds" in a["quantities"])
 
 
+def share_compile_cache(path: str) -> None:
+    """One JAX compilation cache for every method's runs (they compile the same programs),
+    this process's and the workers' it spawns (they read the environment)."""
+    settings = {"jax_compilation_cache_dir": os.path.abspath(path),
+                "jax_persistent_cache_min_compile_time_secs": 0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    for name, value in settings.items():
+        os.environ[name.upper()] = str(value)
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()  # JAX decides whether to use a cache once, until reset
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("methods", nargs="*", help=f"some of {sorted(METHODS)} (default: all)")
@@ -122,6 +188,7 @@ def main(argv=None):
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         p.error(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    share_compile_cache(os.path.join(args.workdir, "jax_cache"))
     results = {}
     for method in args.methods or list(METHODS):
         start = time.perf_counter()

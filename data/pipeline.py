@@ -98,9 +98,7 @@ def make_eval_batches(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: 
     b = rows_per_process(global_batch, process_count)
     out = {}
     for d, spec in enumerate(_resolve(domains, data_dir)):
-        stream = tasks.RowStream(spec, vocab, seq_len, split=split, shuffle=False,
-                                 repeat=False)
-        rows = [row for _, row in zip(range(max_rows_per_domain), stream)]
+        rows = tasks.eval_rows(spec, vocab, seq_len, max_rows_per_domain, split)
         batches = []
         for j in range(math.ceil(len(rows) / global_batch)):
             start = j * global_batch + process_index * b

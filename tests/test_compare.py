@@ -7,6 +7,10 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +20,8 @@ import compare
 import paired_stats
 from configs.compare import base
 from lm.loop import _ratio_se
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ARM = '''from helpers import tiny_config
 
@@ -315,3 +321,36 @@ def test_a_skill_graph_prerequisite_feeds_an_arm(tmp_path):
     cfg.compare.prerequisites.graph.mode = "sweep"
     with pytest.raises(ValueError, match="mode='sweep' is unknown"):
         compare.check_config(cfg)
+
+
+def test_workers_end_when_the_comparison_is_killed(tmp_path):
+    """A comparison killed with SIGKILL leaves no worker training on (they once did, until
+    killed by hand): the worker gets SIGTERM, which a run answers by saving and exiting."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import concurrent.futures, multiprocessing, os, signal, sys, time
+        sys.path.insert(0, {ROOT!r})
+        import compare
+        if __name__ == "__main__":
+            pool = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=compare.end_with_parent, initargs=(os.getpid(),))
+            print(pool.submit(os.getpid).result(), flush=True)
+            pool.submit(time.sleep, 120)
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    worker = int(out.stdout.split()[0])
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                return "\nState:\tZ" not in f.read()
+        except FileNotFoundError:
+            return False
+    deadline = time.time() + 30
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not alive(worker), "the worker outlived its killed comparison"

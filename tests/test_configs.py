@@ -41,14 +41,19 @@ def test_comparison_arms_and_prerequisites_resolve(path):
         compare.prerequisite_config(cfg, name, "workdir")
 
 
-def test_reproduce_quick_arm_is_each_methods_own():
-    """`reproduce.py --quick` keeps the baseline and one arm: it must be a real arm and the
-    method itself (it once kept the alphabetically first, the clean-only oracle)."""
+def load_reproduce():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         "reproduce", os.path.join(ROOT, "benchmarks", "reproduce.py"))
     reproduce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reproduce)
+    return reproduce
+
+
+def test_reproduce_quick_arm_is_each_methods_own():
+    """`reproduce.py --quick` keeps the baseline and one arm: it must be a real arm and the
+    method itself (it once kept the alphabetically first, the clean-only oracle)."""
+    reproduce = load_reproduce()
     for method, (path, arm) in reproduce.METHODS.items():
         if arm is None:  # RegMix: a sweep, no arms
             assert "sweep" in path, f"{method}: no --quick arm"
@@ -59,3 +64,30 @@ def test_reproduce_quick_arm_is_each_methods_own():
         base_cfg = compare.run_config(cfg, cfg.compare.baseline, 0, "workdir")
         assert (run_cfg.reweight, run_cfg.data.weights) != (
             base_cfg.reweight, base_cfg.data.weights), f"{method}: {arm} reweights nothing"
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_reproduce_copies_runs_another_method_finished(tmp_path, quick):
+    """The planted-junk methods share one uniform baseline, trained once: a finished run is
+    copied to every method whose run has the same config, never over a run of its own, and
+    never a run whose config differs."""
+    reproduce = load_reproduce()
+    here = lambda m, arm, seed=0: compare.run_dir(  # noqa: E731
+        reproduce.method_dir(str(tmp_path), m, quick), arm, seed)
+    done = here("loss_based", "uniform")
+    os.makedirs(done)
+    for name, text in (("run.json", '{"status": "ok"}'), ("metrics.jsonl", "{}\n"),
+                       ("run.lock", "1")):
+        with open(os.path.join(done, name), "w") as f:
+            f.write(text)
+    os.makedirs(here("rho1", "uniform"))  # an attempt of its own: left to resume
+    assert reproduce.reuse_identical_runs("odm", str(tmp_path), quick) == 1
+    copy = here("odm", "uniform")
+    assert sorted(os.listdir(copy)) == ["metrics.jsonl", "run.json"]  # not the lock
+    assert reproduce.reuse_identical_runs("rho1", str(tmp_path), quick) == 0
+    assert not os.listdir(here("rho1", "uniform"))
+    assert reproduce.reuse_identical_runs("upsample", str(tmp_path), quick) == 0  # other data
+    # DoReMi's reference is the uniform baseline's seed 0
+    assert reproduce.reuse_identical_runs("doremi", str(tmp_path), quick) == 2
+    assert compare.run_status(compare.prerequisite_dir(
+        reproduce.method_dir(str(tmp_path), "doremi", quick), "reference")) == "ok"

@@ -165,3 +165,36 @@ def test_missing_empty_and_documentless_domains(tmp_path):
     no_split = DomainSpec("nosplit", "jsonl", str(tmp_path / "train-*.jsonl"))
     with pytest.raises(ValueError, match=r"no '\{split\}' placeholder"):
         tasks.RowStream(no_split, VOCAB, L, split="validation")
+
+
+def test_a_process_reads_the_same_files_once(tmp_path, monkeypatch):
+    """Eval rows and the non-empty check are remembered per files; a rewrite reads again."""
+    path = tmp_path / "validation-0.jsonl"
+    path.write_text("".join(json.dumps({"text": "a" * (4 + i)}) + "\n" for i in range(12)))
+    (tmp_path / "train-0.jsonl").write_text(path.read_text())
+    spec = DomainSpec("cached", "jsonl", str(tmp_path / "{split}-*.jsonl"))
+    built = []
+    real = tasks.RowStream.__init__
+    monkeypatch.setattr(tasks.RowStream, "__init__",
+                        lambda self, *a, **k: built.append(k.get("split")) or real(self, *a, **k))
+    first = tasks.eval_rows(spec, VOCAB, L, 3)
+    assert [decode(r["targets"])[:4] for r in first] and len(built) == 1
+    assert not first[0]["targets"].flags.writeable  # shared by every run: read-only
+    again = tasks.eval_rows(spec, VOCAB, L, 2)
+    assert len(built) == 1 and all(
+        np.array_equal(a["targets"], b["targets"]) for a, b in zip(first, again))
+    more = tasks.eval_rows(spec, VOCAB, L, 100)  # more than remembered: read again, to the end
+    assert len(built) == 2 and tasks.eval_rows(spec, VOCAB, L, 200) == more and len(built) == 2
+    path.write_text("".join(json.dumps({"text": "b" * (4 + i)}) + "\n" for i in range(12)))
+    assert decode(tasks.eval_rows(spec, VOCAB, L, 1)[0]["targets"]).startswith("b")
+
+    checks = []
+    monkeypatch.setattr(tasks.RowStream, "_check_nonempty",
+                        lambda self, ds: checks.append(1) or None)
+    tasks.RowStream(spec, VOCAB, L, split="train", seed=1)
+    tasks.RowStream(spec, VOCAB, L, split="train", seed=2)
+    assert len(checks) == 1
+    (tmp_path / "train-0.jsonl").write_text('{"text": ""}\n')  # rewritten: checked again
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"domain 'cached'.*yields no documents"):
+        tasks.RowStream(spec, VOCAB, L, split="train")
