@@ -48,6 +48,7 @@ METHODS = {
     "mates": ("configs/compare/mates_planted.py", "mates"),  # Yu et al. 2024, target + 3 junks
     "upsample": ("configs/compare/upsample_wsd.py", "up_15"),  # Blakeney et al. 2024, WSD
     "loss_lr_grid": ("configs/compare/loss_lr_grid.py", "linupper_3e-3"),  # Sow et al., 6 domains
+    "loss_real": ("configs/compare/loss_real.py", "linupper_3e-3"),  # each at the grid's best lr
     "regmix": ("configs/sweep_regmix_planted.py", None),  # Liu et al. 2024: a sweep, no arms
 }
 SWEEP_QUICK = ("sweep.num_trials=6;sweep.transfer_trials=4;sweep.num_simulations=10000;"
