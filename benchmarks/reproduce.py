@@ -13,8 +13,8 @@ written before it ran; its runs go to `--workdir/<method>/` (finished runs are n
 a long reproduction can be run in pieces; a run another method finished with the same config,
 such as the uniform baseline the four planted-junk methods share, is copied, not retrained;
 all runs share one JAX compilation cache, `--workdir/jax_cache`). Scale: configs/testbed.py
-(1.2M params, vocabulary 1024, 500 steps of 16 x 128 tokens; ~3 minutes a run alone on 2 CPU cores). `--quick` results
-say only that the pipeline works: one seed has no interval. The last line is JSON: per method
+(1.2M params, vocabulary 1024, 500 steps of 16 x 128 tokens; ~3 minutes a run alone on 2 CPU
+cores). `--quick` results say only that the pipeline works: one seed has no interval. The last line is JSON: per method
 and arm, the paired difference of the headline eval loss from the baseline (Skill-It: of the
 final mean accuracy over the skills; mean, CI, seeds, verdict), and the time it took.
 """
