@@ -2,7 +2,7 @@
 
 Trains every (arm, seed) of the config's `compare` section in DIR/runs/<arm>/seed<k>/ through
 the ordinary entry point (`experiment.run`), after the runs they need (`compare.prerequisites`:
-a reference model, a DoReMi proxy, a Skill-It graph estimate, each once in
+a reference model, a DoReMi proxy, a Skill-It graph estimate, a RegMix sweep, each once in
 DIR/prerequisites/<name>/, its workdir written `@name` in any overrides), then tables them against the baseline arm: per arm,
 the mean over seeds and its confidence interval of the final eval loss per domain and over the
 training domains (held-out domains apart), the area under the eval-loss curve, accuracy where
@@ -105,7 +105,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
-PREREQUISITE_MODES = ("train", "skill_graph")  # main.py modes a prerequisite may run
+PREREQUISITE_MODES = ("train", "skill_graph", "sweep")  # main.py modes a prerequisite may run
 PREREQUISITE = re.compile(r"@([A-Za-z_]\w*)")  # "@name" in overrides: that prerequisite's workdir
 
 
@@ -224,8 +224,9 @@ def run_dir(workdir: str, arm: str, seed: int) -> str:
 def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str,
               mode: str = "train") -> dict:
     """Trains one run to the end (resuming its checkpoint), or with mode skill_graph estimates
-    a skills graph, and writes its run.json; a failure is recorded there, not raised. Runs
-    share JAX's compilation cache in `cache_dir`."""
+    a skills graph, or with mode sweep runs a RegMix sweep (its mixture.txt for an arm), and
+    writes its run.json; a failure is recorded there, not raised. Runs share JAX's
+    compilation cache in `cache_dir`."""
     os.makedirs(workdir, exist_ok=True)
     if run_status(workdir) == "ok":  # finished meanwhile, by another comparison sharing the run
         with open(os.path.join(workdir, RUN_FILE)) as f:
@@ -238,6 +239,15 @@ def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str,
                 import skill_graph
                 skill_graph.estimate(run_cfg, workdir)
                 result = {}
+            elif mode == "sweep":
+                import sweep
+                result = sweep.run(run_cfg, workdir)
+                short = run_cfg.sweep.transfer_trials - result.get("transfer", {}).get("n", 0)
+                if result["trials_failed"] or short > 0:  # its rerun retries only those
+                    raise RuntimeError(f"the sweep's trials are not all ok "
+                                       f"({result['trials_failed']} failed, {max(short, 0)} "
+                                       "missing from the transfer check; each result.json "
+                                       f"under {workdir} says why)")
             else:
                 result = experiment.run(run_cfg, workdir)
         if "preempted" in result:

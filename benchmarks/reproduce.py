@@ -7,9 +7,9 @@
                                                  # method's own arm (METHODS): a smoke test
   python benchmarks/reproduce.py --processes=2   # two runs at a time (the sweep: one)
 
-Each method is a compare config under configs/compare/ (RegMix: a sweep config, its effect the
-rank transfer of its mixtures from proxy to target scale) whose docstring holds the prediction
-written before it ran; its runs go to `--workdir/<method>/` (finished runs are never rerun, so
+Each method is a compare config under configs/compare/ (RegMix's: its sweep a prerequisite,
+the rank transfer of its mixtures from proxy to target scale an extra effect) whose docstring
+holds the prediction written before it ran; its runs go to `--workdir/<method>/` (finished runs are never rerun, so
 a long reproduction can be run in pieces; a run another method finished with the same config,
 such as the uniform baseline the four planted-junk methods share, is copied, not retrained;
 all runs share one JAX compilation cache, `--workdir/jax_cache`). Scale: configs/testbed.py
@@ -20,6 +20,7 @@ final mean accuracy over the skills; mean, CI, seeds, verdict), and the time it 
 """
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -29,11 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-from jax.experimental.compilation_cache import compilation_cache  # noqa: E402
-
 import compare  # noqa: E402
-import sweep  # noqa: E402
+import experiment  # noqa: E402
 from lm.workdir import LOCK_FILE  # noqa: E402
 
 # method -> (its config, the arm --quick keeps beside the baseline: the method itself, not an
@@ -49,35 +47,39 @@ METHODS = {
     "upsample": ("configs/compare/upsample_wsd.py", "up_15"),  # Blakeney et al. 2024, WSD
     "loss_lr_grid": ("configs/compare/loss_lr_grid.py", "linupper_3e-3"),  # Sow et al., 6 domains
     "loss_real": ("configs/compare/loss_real.py", "linupper_3e-3"),  # each at the grid's best lr
-    "regmix": ("configs/sweep_regmix_planted.py", None),  # Liu et al. 2024: a sweep, no arms
+    "regmix": ("configs/compare/regmix_planted.py", "regmix"),  # Liu et al. 2024, its sweep
 }
-SWEEP_QUICK = ("sweep.num_trials=6;sweep.transfer_trials=4;sweep.num_simulations=10000;"
-               "train.steps=20;data.check_records=False")
+# --quick, a sweep prerequisite: 6 proxies trained together (one program), no transfer check
+SWEEP_QUICK = ("sweep.num_trials=6;sweep.vmap_trials=6;sweep.transfer_trials=0;"
+               "sweep.num_simulations=10000;train.steps=20;data.check_records=False")
 # --quick: 30 steps, one final eval, records not pre-read: a run is then mostly its ~30 s of
 # start-up (data pipeline, checks, compile), which no shortening removes
 QUICK = ("train.steps=30;train.eval_every=0;train.warmup_steps=3;train.checkpoint_every=30;"
          "data.check_records=False")
-QUICK_MATES = "reweight.mates.stage_steps=10"  # 3 selections in 30 steps, as in 500
+# 3 selections in 30 steps, as in 500, each with a third of the probes, a quarter of the diagnostic ones
+QUICK_MATES = ("reweight.mates.stage_steps=10;reweight.mates.probe_size=64;"
+               "reweight.mates.diagnostic_probes=32")
 QUICK_EVAL_ROWS = 64  # --quick: validation rows per domain
-MIN_TRANSFER = 6  # mixtures a transfer verdict needs (the issue's minimum; --quick has 4)
+MIN_TRANSFER = 6  # mixtures a transfer verdict needs (the issue's minimum)
 
 
-def regmix_effects(workdir: str, quick: bool) -> dict:
-    """The RegMix sweep (resumable): the rank transfer over mixtures as the effect, a verdict
-    by its interval (reproduced: ranks transfer better than chance), and the chosen mixture's
-    weight on the planted junk."""
-    cfg = compare.load_config_file(METHODS["regmix"][0])
-    if quick:
-        compare.apply_overrides(cfg, SWEEP_QUICK, "--quick")
-        cfg.sweep.transfer_overrides += ";train.steps=30"
-    summary = sweep.run(cfg, os.path.join(workdir, "regmix" + ("_quick" if quick else "")))
-    t = summary["transfer"]
-    verdict = ("too few mixtures" if t["n"] < MIN_TRANSFER or not math.isfinite(t["low"]) else
-               "reproduced" if t["low"] > 0 else "not reproduced")
-    junk = {d: w for d, w in summary["chosen"].items() if d in ("noise", "duplicated")}
-    return {"baseline": "proxy scale", "domains": [cfg.sweep.target], "arms": {"transfer": {
-        "effect": t["spearman"], "low": t["low"], "high": t["high"], "seeds": t["n"],
-        "verdict": verdict, "chosen_junk_weight": junk}}}
+def sweep_effects(workdir: str) -> dict:
+    """A comparison's sweep prerequisites (RegMix): per sweep, the rank transfer of its
+    mixtures' target losses from proxy to target scale (reproduced: better than chance, by its
+    interval) and the chosen mixture's weight on the planted junk."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(workdir, "prerequisites", "*", "regmix.json"))):
+        with open(path) as f:
+            summary = json.load(f)
+        junk = {d: w for d, w in summary["chosen"].items() if d in ("noise", "duplicated")}
+        t = summary.get("transfer", {"spearman": math.nan, "low": math.nan, "high": math.nan,
+                                     "n": 0})
+        verdict = ("too few mixtures" if t["n"] < MIN_TRANSFER or not math.isfinite(t["low"])
+                   else "reproduced" if t["low"] > 0 else "not reproduced")
+        out[f"{os.path.basename(os.path.dirname(path))}_transfer"] = {
+            "effect": t["spearman"], "low": t["low"], "high": t["high"], "seeds": t["n"],
+            "verdict": verdict, "chosen_junk_weight": junk}
+    return out
 
 
 def method_config(method: str, quick: bool, processes: int):
@@ -97,7 +99,8 @@ def method_config(method: str, quick: bool, processes: int):
             extra = f"{QUICK};{QUICK_MATES}" if name in mates else QUICK
             spec.overrides = ";".join(o for o in (spec.overrides, extra) if o)  # last: wins
         for spec in cfg.compare.prerequisites.values():  # the arms' eval rows too
-            extra = f"{QUICK};data.eval_rows={QUICK_EVAL_ROWS}"
+            extra = (SWEEP_QUICK if spec.get("mode") == "sweep" else QUICK)
+            extra += f";data.eval_rows={QUICK_EVAL_ROWS}"
             spec.overrides = ";".join(o for o in (spec.overrides, extra) if o)
     return cfg
 
@@ -124,7 +127,7 @@ def reuse_identical_runs(method: str, workdir: str, quick: bool) -> int:
     Returns how many were copied."""
     finished = {}
     for other in METHODS:
-        if other not in (method, "regmix"):
+        if other != method:
             runs = planned_runs(method_config(other, quick, 1), method_dir(workdir, other, quick))
             for key, d in runs:
                 if compare.run_status(d) == "ok":
@@ -168,18 +171,6 @@ def train_seconds(summary: dict) -> float:
                for a in summary["arms"].values() if "seconds" in a["quantities"])
 
 
-def share_compile_cache(path: str) -> None:
-    """One JAX compilation cache for every method's runs (they compile the same programs),
-    this process's and the workers' it spawns (they read the environment)."""
-    settings = {"jax_compilation_cache_dir": os.path.abspath(path),
-                "jax_persistent_cache_min_compile_time_secs": 0,
-                "jax_persistent_cache_min_entry_size_bytes": 0}
-    for name, value in settings.items():
-        os.environ[name.upper()] = str(value)
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()  # JAX decides whether to use a cache once, until reset
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("methods", nargs="*", help=f"some of {sorted(METHODS)} (default: all)")
@@ -191,27 +182,28 @@ def main(argv=None):
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         p.error(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
-    share_compile_cache(os.path.join(args.workdir, "jax_cache"))
     results = {}
-    for method in args.methods or list(METHODS):
-        start = time.perf_counter()
-        if method == "regmix":
-            results[method] = regmix_effects(args.workdir, args.quick)
-        else:
+    # one compilation cache for every method's runs (they compile the same programs), this
+    # process's and its workers'
+    with experiment.compile_cache(args.workdir, environ=True):
+        for method in args.methods or list(METHODS):
+            start = time.perf_counter()
             summary = reproduce(method, args.workdir, args.quick, args.processes)
-            results[method] = {"baseline": summary["baseline"],
-                               "domains": summary["headline_domains"], "arms": effects(summary),
-                               "train_seconds": train_seconds(summary)}
-        # this invocation's wall time: ~0 where every run had finished before
-        results[method]["wall_seconds"] = time.perf_counter() - start
+            results[method] = {
+                "baseline": summary["baseline"], "domains": summary["headline_domains"],
+                "arms": effects(summary) | sweep_effects(method_dir(args.workdir, method,
+                                                                    args.quick)),
+                "train_seconds": train_seconds(summary)}
+            # this invocation's wall time: ~0 where every run had finished before
+            results[method]["wall_seconds"] = time.perf_counter() - start
     print(f"{'method':<12} {'arm':<14} {'effect [CI] (Δ loss; skills: Δ accuracy; regmix: Spearman)':<34} seeds  verdict")
     for method, r in results.items():
         for arm, e in r["arms"].items():
             ci = f"{e['effect']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}]"
             print(f"{method:<12} {arm:<14} {ci:<34} {e['seeds']:>5}  {e['verdict']}")
     for method, r in results.items():
-        took = f", its runs' training {r['train_seconds'] / 60:.0f} min" if "train_seconds" in r else ""
-        print(f"{method}: this invocation {r['wall_seconds'] / 60:.1f} min{took}")
+        print(f"{method}: this invocation {r['wall_seconds'] / 60:.1f} min, its runs' training "
+              f"{r['train_seconds'] / 60:.0f} min")
     print(json.dumps(results))
 
 

@@ -4,9 +4,8 @@ with the rank-invariance check.
   make testbed
   python main.py --config=configs/sweep_regmix_planted.py --mode=sweep \
       --workdir=workdirs/sweep_regmix_planted
-  # the chosen mixture at the testbed's scale, against uniform:
-  python main.py --config=configs/testbed.py --workdir=workdirs/regmix_planted_final \
-      --config.data.weights=file:workdirs/sweep_regmix_planted/mixture.txt
+  # the chosen mixture at the testbed's scale, against uniform, 5 seeds (this sweep its
+  # prerequisite): configs/compare/regmix_planted.py
 
 Training domains: the five clean ones plus `noise` and `duplicated` (data/planted.py); the
 target is the held-out `target` domain (the first 1 MB of math), evaluated, never trained on.
@@ -14,7 +13,7 @@ target is the held-out `target` domain (the first 1 MB of math), evaluated, neve
 does (prior uniform^0.5, concentration log-spaced over [0.1, 5]: spiky; distinct mixtures from
 100x as many draws), epoch caps from the testbed run's 1.0M tokens; gradient-boosted trees
 (the paper's LightGBM role; ridge, its linear ablation, was this config's first choice); the
-chosen mixture is the mean of the 128 best of 100,000 simulated. Then the first 6 mixtures
+chosen mixture is the mean of the 128 best of 100,000 simulated. Then the first 10 mixtures
 again at the testbed's scale (d 128, 4 layers, 500 steps) for the rank transfer: Spearman of
 the two scales' target losses.
 
@@ -58,7 +57,7 @@ def get_config():
                    log_every=100, progress_bar=False)
     c.sweep.update(num_trials=48, center="uniform", dirichlet="regmix", target="target",
                    target_tokens=500 * 16 * 128, regression="gbm", num_simulations=100_000,
-                   top_k=128, transfer_trials=6,
+                   top_k=128, transfer_trials=10,
                    transfer_overrides="model.d_model=128;model.num_layers=4;model.mlp_dim=512;"
                                       "train.steps=500;train.warmup_steps=50")
     return c

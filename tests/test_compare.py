@@ -318,9 +318,41 @@ def test_a_skill_graph_prerequisite_feeds_an_arm(tmp_path):
     with open(graph) as f:
         assert len(json.load(f)["graph"]) == 3  # the three synthetic skills
     assert summary["arms"]["skill_it"]["seeds"] == [0]
-    cfg.compare.prerequisites.graph.mode = "sweep"
-    with pytest.raises(ValueError, match="mode='sweep' is unknown"):
+    cfg.compare.prerequisites.graph.mode = "eval"
+    with pytest.raises(ValueError, match="mode='eval' is unknown"):
         compare.check_config(cfg)
+
+
+def test_a_sweep_prerequisite_feeds_an_arm(tmp_path):
+    """RegMix's last step as a comparison: the sweep is a prerequisite run in --mode=sweep,
+    its chosen mixture read by an arm as @sweep/mixture.txt; a sweep whose trials failed is
+    not a finished prerequisite, and its rerun retries them."""
+    arm_file = tmp_path / "arm.py"
+    arm_file.write_text(ARM.replace("steps=30", "steps=4").replace("eval_every=10",
+                                                                  "eval_every=0"))
+    cfg = base.get_config()
+    cfg.compare.update(baseline="uniform", seeds="0", eval_rows=8)
+    cfg.compare.prerequisites.sweep = base.prerequisite(
+        str(arm_file), "sweep.num_trials=4;sweep.num_simulations=2000;sweep.top_k=16;"
+                       "sweep.holdout_fraction=0.5;train.steps=3", mode="sweep")
+    cfg.compare.arms.uniform = base.arm(str(arm_file))
+    cfg.compare.arms.regmix = base.arm(str(arm_file), "data.weights=file:@sweep/mixture.txt")
+    workdir = str(tmp_path / "out")
+    sweep_dir = compare.prerequisite_dir(workdir, "sweep")
+    good = cfg.compare.prerequisites.sweep.overrides
+    cfg.compare.prerequisites.sweep.overrides += ";reweight.instance=nope"  # every trial fails
+    with pytest.raises(SystemExit, match="prerequisite sweep"):
+        compare.run(cfg, workdir)
+    assert compare.run_status(sweep_dir) == "failed"
+    assert not os.path.exists(os.path.join(workdir, "runs"))  # no arm trained
+    cfg.compare.prerequisites.sweep.overrides = good
+    summary = compare.run(cfg, workdir)
+    assert compare.run_status(sweep_dir) == "ok"
+    with open(os.path.join(sweep_dir, "regmix.json")) as f:
+        assert json.load(f)["trials_ok"] == 4
+    with open(os.path.join(compare.run_dir(workdir, "regmix", 0), "config.json")) as f:
+        assert json.load(f)["data"]["weights"] == f"file:{sweep_dir}/mixture.txt"
+    assert summary["arms"]["regmix"]["seeds"] == [0]
 
 
 def test_workers_end_when_the_comparison_is_killed(tmp_path):
@@ -354,3 +386,23 @@ def test_workers_end_when_the_comparison_is_killed(tmp_path):
     while alive(worker) and time.time() < deadline:
         time.sleep(0.2)
     assert not alive(worker), "the worker outlived its killed comparison"
+
+
+def test_the_compile_cache_reaches_spawned_workers(tmp_path, monkeypatch):
+    """reproduce.py's runs share one compilation cache: with environ=True a process spawned
+    inside the block (a comparison's worker) uses it too; afterwards nothing is left set."""
+    import jax
+    chosen = jax.config.jax_compilation_cache_dir  # e.g. another test's
+    jax.config.update("jax_compilation_cache_dir", None)
+    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        monkeypatch.delenv(k, raising=False)
+    child = [sys.executable, "-c", "import jax; print(jax.config.jax_compilation_cache_dir)"]
+    try:
+        with compare.experiment.compile_cache(str(tmp_path), environ=True):
+            seen = subprocess.run(child, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        assert seen == str(tmp_path / "jax_cache")
+        assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", chosen)

@@ -4,6 +4,7 @@ typo fails here, not an hour into a comparison."""
 
 import glob
 import importlib
+import json
 import os
 
 import pytest
@@ -55,9 +56,6 @@ def test_reproduce_quick_arm_is_each_methods_own():
     method itself (it once kept the alphabetically first, the clean-only oracle)."""
     reproduce = load_reproduce()
     for method, (path, arm) in reproduce.METHODS.items():
-        if arm is None:  # RegMix: a sweep, no arms
-            assert "sweep" in path, f"{method}: no --quick arm"
-            continue
         cfg = compare.load_config_file(path)
         assert arm in cfg.compare.arms and arm != cfg.compare.baseline, (method, arm)
         run_cfg = compare.run_config(cfg, arm, 0, "workdir")
@@ -91,3 +89,26 @@ def test_reproduce_copies_runs_another_method_finished(tmp_path, quick):
     assert reproduce.reuse_identical_runs("doremi", str(tmp_path), quick) == 2
     assert compare.run_status(compare.prerequisite_dir(
         reproduce.method_dir(str(tmp_path), "doremi", quick), "reference")) == "ok"
+
+
+def test_reproduce_regmix_is_a_comparison_with_its_sweep_first(tmp_path):
+    """RegMix in reproduce.py: its sweep a prerequisite (--quick: 6 proxies in one program,
+    no transfer check), its transfer read from the sweep's regmix.json, a verdict only from
+    at least MIN_TRANSFER mixtures."""
+    reproduce = load_reproduce()
+    full, quick = (compare.prerequisite_config(reproduce.method_config("regmix", q, 1), "sweep",
+                                               "w") for q in (False, True))
+    assert (full.sweep.num_trials, full.sweep.transfer_trials) == (48, 10)
+    assert (quick.sweep.num_trials, quick.sweep.vmap_trials, quick.sweep.transfer_trials,
+            quick.train.steps) == (6, 6, 0, 20)
+    d = tmp_path / "prerequisites" / "sweep"
+    d.mkdir(parents=True)
+    summary = {"chosen": {"books": 0.9, "noise": 0.1}, "transfer": {
+        "spearman": 0.8, "low": 0.3, "high": 0.95, "n": 10}}
+    (d / "regmix.json").write_text(json.dumps(summary))
+    (effect,) = reproduce.sweep_effects(str(tmp_path)).values()
+    assert effect["verdict"] == "reproduced" and effect["chosen_junk_weight"] == {"noise": 0.1}
+    summary["transfer"] |= {"n": 5}
+    (d / "regmix.json").write_text(json.dumps(summary))
+    assert reproduce.sweep_effects(str(tmp_path))["sweep_transfer"]["verdict"] == (
+        "too few mixtures")
