@@ -3,11 +3,11 @@
 Trains every (arm, seed) of the config's `compare` section in DIR/runs/<arm>/seed<k>/ through
 the ordinary entry point (`experiment.run`), after the runs they need (`compare.prerequisites`:
 a reference model, a DoReMi proxy, a Skill-It graph estimate, a RegMix sweep, each once in
-DIR/prerequisites/<name>/, its workdir written `@name` in any overrides), then tables them against the baseline arm: per arm,
-the mean over seeds and its confidence interval of the final eval loss per domain and over the
-training domains (held-out domains apart), the area under the eval-loss curve, accuracy where
-the eval has it, and the steps and the FLOPs (its method's overhead included) at which the arm
-reaches the baseline's final loss; beside each,
+DIR/prerequisites/<name>/, its workdir written `@name` in any overrides), then tables them
+against the baseline arm: per arm, the mean over seeds and its confidence interval of the final
+eval loss per domain and over the training domains (held-out domains apart), the area under the
+eval-loss curve, accuracy where the eval has it, and the steps and the FLOPs (its method's
+overhead included) at which the arm reaches the baseline's final loss; beside each,
 the paired difference from the baseline (seed by seed) with its interval and a verdict. Each
 domain's eval standard error over rows is shown too, so a reader sees whether the eval set or
 the seeds limit the comparison.

@@ -9,14 +9,15 @@
 
 Each method is a compare config under configs/compare/ (RegMix's: its sweep a prerequisite,
 the rank transfer of its mixtures from proxy to target scale an extra effect) whose docstring
-holds the prediction written before it ran; its runs go to `--workdir/<method>/` (finished runs are never rerun, so
-a long reproduction can be run in pieces; a run another method finished with the same config,
-such as the uniform baseline the four planted-junk methods share, is copied, not retrained;
-all runs share one JAX compilation cache, `--workdir/jax_cache`). Scale: configs/testbed.py
-(1.2M params, vocabulary 1024, 500 steps of 16 x 128 tokens; ~3 minutes a run alone on 2 CPU
-cores). `--quick` results say only that the pipeline works: one seed has no interval. The last line is JSON: per method
-and arm, the paired difference of the headline eval loss from the baseline (Skill-It: of the
-final mean accuracy over the skills; mean, CI, seeds, verdict), and the time it took.
+holds the prediction written before it ran; its runs go to `--workdir/<method>/` (finished
+runs are never rerun, so a long reproduction can be run in pieces; a run another method
+finished with the same config, such as the uniform baseline the four planted-junk methods
+share, is copied, not retrained; all runs share one JAX compilation cache,
+`--workdir/jax_cache`). Scale: configs/testbed.py (1.2M params, vocabulary 1024, 500 steps of
+16 x 128 tokens; ~3 minutes a run alone on 2 CPU cores). `--quick` results say only that the
+pipeline works: one seed has no interval. The last line is JSON: per method and arm, the
+paired difference of the headline eval loss from the baseline (Skill-It: of the final mean
+accuracy over the skills; mean, CI, seeds, verdict), and the time it took.
 """
 
 import argparse
@@ -56,7 +57,7 @@ SWEEP_QUICK = ("sweep.num_trials=6;sweep.vmap_trials=6;sweep.transfer_trials=0;"
 # start-up (data pipeline, checks, compile), which no shortening removes
 QUICK = ("train.steps=30;train.eval_every=0;train.warmup_steps=3;train.checkpoint_every=30;"
          "data.check_records=False")
-# 3 selections in 30 steps, as in 500, each with a third of the probes, a quarter of the diagnostic ones
+# 3 selections in 30 steps, as in 500; a third of the probes, a quarter of the diagnostic ones
 QUICK_MATES = ("reweight.mates.stage_steps=10;reweight.mates.probe_size=64;"
                "reweight.mates.diagnostic_probes=32")
 QUICK_EVAL_ROWS = 64  # --quick: validation rows per domain
@@ -196,7 +197,8 @@ def main(argv=None):
                 "train_seconds": train_seconds(summary)}
             # this invocation's wall time: ~0 where every run had finished before
             results[method]["wall_seconds"] = time.perf_counter() - start
-    print(f"{'method':<12} {'arm':<14} {'effect [CI] (Δ loss; skills: Δ accuracy; regmix: Spearman)':<34} seeds  verdict")
+    effect = "effect [CI] (Δ loss; skills: Δ accuracy; *_transfer: Spearman)"
+    print(f"{'method':<12} {'arm':<14} {effect:<34} seeds  verdict")
     for method, r in results.items():
         for arm, e in r["arms"].items():
             ci = f"{e['effect']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}]"
