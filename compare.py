@@ -21,7 +21,6 @@ compare_differences.png and, where a method changes them, compare_weights.png.
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures
 import csv
 import dataclasses
@@ -53,44 +52,6 @@ RUN_FILE = "run.json"
 
 
 # The plan: which runs, with which configs.
-
-def parse_overrides(text: str) -> list[tuple[str, str]]:
-    """"field=value;field=value" -> [(field, value)]."""
-    out = []
-    for part in (p.strip() for p in text.split(";") if p.strip()):
-        field, sep, value = part.partition("=")
-        if not sep or not field.strip():
-            raise ValueError(f"override {part!r} is not FIELD=VALUE (write e.g. "
-                             "'reweight.instance=loss_based;reweight.r=0.4')")
-        out.append((field.strip(), value.strip()))
-    return out
-
-
-def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> None:
-    """Sets each dotted field, the value read as the field's type (a string field takes the
-    text as it is; any other a Python literal)."""
-    for field, value in parse_overrides(text):
-        *parents, leaf = field.split(".")
-        node = cfg
-        try:
-            for p in parents:
-                node = node[p]
-            current = node[leaf]
-        except (KeyError, AttributeError):
-            raise ValueError(f"{where}: override {field}={value!r} names no config field") from None
-        if isinstance(current, str):
-            parsed = value
-        else:
-            try:
-                parsed = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                raise ValueError(f"{where}: override {field}={value!r}: the field holds "
-                                 f"{type(current).__name__}, and {value!r} is not one") from None
-        try:
-            node[leaf] = parsed
-        except TypeError as e:
-            raise ValueError(f"{where}: override {field}={value!r}: {e}") from None
-
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
     """get_config() of an experiment config file (relative to the cwd or the repository)."""
@@ -174,9 +135,9 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         specs.update({f"config.compare.prerequisites.{n}": p
                       for n, p in c.prerequisites.items()})
         for where, spec in specs.items():
-            parse_overrides(resolve(spec.overrides, cfg, "", f"{where}.overrides"))
+            experiment.parse_overrides(resolve(spec.overrides, cfg, "", f"{where}.overrides"))
             load_config_file(spec.config)
-        parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
+        experiment.parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
         prerequisite_order(cfg)
         for name, p in c.prerequisites.items():
             if p.get("mode", "train") not in PREREQUISITE_MODES:
@@ -196,7 +157,7 @@ def run_config(cfg: ml_collections.ConfigDict, arm: str, seed: int,
     run_cfg = load_config_file(spec.config)
     for text, where in ((cfg.compare.overrides, "config.compare.overrides"),
                         (spec.overrides, f"config.compare.arms.{arm}.overrides")):
-        apply_overrides(run_cfg, resolve(text, cfg, workdir, where), where)
+        experiment.apply_overrides(run_cfg, resolve(text, cfg, workdir, where), where)
     run_cfg.seed = seed
     run_cfg.data.eval_rows = cfg.compare.eval_rows
     run_cfg.train.progress_bar = False
@@ -210,7 +171,7 @@ def prerequisite_config(cfg: ml_collections.ConfigDict, name: str,
     spec = cfg.compare.prerequisites[name]
     run_cfg = load_config_file(spec.config)
     where = f"config.compare.prerequisites.{name}.overrides"
-    apply_overrides(run_cfg, resolve(spec.overrides, cfg, workdir, where), where)
+    experiment.apply_overrides(run_cfg, resolve(spec.overrides, cfg, workdir, where), where)
     run_cfg.train.progress_bar = False
     return run_cfg
 
@@ -646,8 +607,8 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
                 f", Δ {_fmt_diff(m, 3)}" if arm != b else ""))
         lines.append("")
     lines += [f"Eval SE: the standard error of the baseline's loss over a domain's "
-              f"eval rows (up to {summary['eval_rows']}; mean over seeds), beside the interval over "
-              "seeds. Every arm is evaluated on the same rows, so row noise cancels from the "
+              f"eval rows (up to {summary['eval_rows']}; mean over seeds), beside the interval "
+              "over seeds. Every arm is evaluated on the same rows, so row noise cancels from the "
               "paired Δ in part; where the eval SE is small beside the seed interval, more seeds "
               "rather than more eval rows would sharpen the comparison.", ""]
     failures = [(a, f) for a in arms for f in arms[a]["failed"]]

@@ -7,6 +7,7 @@ built one way (`reweight.registry`, with the `Env` below telling them about the 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import json
@@ -627,3 +628,41 @@ def recorded_config(workdir: str) -> ml_collections.ConfigDict:
     tuples = lambda v: tuple(map(tuples, v)) if isinstance(v, list) else v
     cfg.update_from_flattened_dict({k: tuples(v) for k, v in recorded.items() if k in known})
     return cfg
+
+
+def parse_overrides(text: str) -> list[tuple[str, str]]:
+    """"field=value;field=value" -> [(field, value)]."""
+    out = []
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        field, sep, value = part.partition("=")
+        if not sep or not field.strip():
+            raise ValueError(f"override {part!r} is not FIELD=VALUE (write e.g. "
+                             "'reweight.instance=loss_based;reweight.r=0.4')")
+        out.append((field.strip(), value.strip()))
+    return out
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> None:
+    """Sets each dotted field, the value read as the field's type (a string field takes the
+    text as it is; any other a Python literal)."""
+    for field, value in parse_overrides(text):
+        *parents, leaf = field.split(".")
+        node = cfg
+        try:
+            for p in parents:
+                node = node[p]
+            current = node[leaf]
+        except (KeyError, AttributeError):
+            raise ValueError(f"{where}: override {field}={value!r} names no config field") from None
+        if isinstance(current, str):
+            parsed = value
+        else:
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{where}: override {field}={value!r}: the field holds "
+                                 f"{type(current).__name__}, and {value!r} is not one") from None
+        try:
+            node[leaf] = parsed
+        except TypeError as e:
+            raise ValueError(f"{where}: override {field}={value!r}: {e}") from None

@@ -117,14 +117,13 @@ def trial_config(cfg: ml_collections.ConfigDict, names: list,
 
 def transfer_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The sweep at the target scale: `sweep.transfer_overrides` applied; the same mixtures."""
-    import compare
     t = cfg.copy_and_resolve_references()
-    compare.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
+    experiment.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
     t.sweep.update(transfer_trials=0, trial=-1)
     if not cfg.sweep.transfer_overrides.strip():
         raise ValueError("config.sweep.transfer_trials is set but transfer_overrides is empty: "
                          "name the target scale, e.g. 'model.d_model=128;train.steps=500'")
-    changed = [f for f, _ in compare.parse_overrides(cfg.sweep.transfer_overrides)
+    changed = [f for f, _ in experiment.parse_overrides(cfg.sweep.transfer_overrides)
                if f.split(".")[0] not in ("model", "train")]
     if changed:
         raise ValueError(f"config.sweep.transfer_overrides changes {changed}: the target scale "

@@ -59,7 +59,7 @@ def main(argv=None):
     if args.quick:
         overrides += ";train.steps=150;train.eval_every=50;train.warmup_steps=15"
     cfg = compare.load_config_file(args.config)
-    compare.apply_overrides(cfg, overrides, "benchmarks/testbed.py")
+    experiment.apply_overrides(cfg, overrides, "benchmarks/testbed.py")
     # Nothing to do if it trained to the end before.
     experiment.run(cfg, args.workdir, allow_config_change=args.allow_config_change)
     entropy = domain_entropies(cfg, args.entropy_tokens)
