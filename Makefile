@@ -13,8 +13,10 @@ setup: .venv/.installed
 	$(PY) -m pip check
 	touch $@
 
+# Two workers, each taking whole files (module fixtures are built once): 2 cores stay busy
+# while a test waits on a subprocess or a compile.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
