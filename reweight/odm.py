@@ -9,7 +9,8 @@ in the round:
   eps_t = min(1/K, sqrt(ln K / (K t)))
   pi_i  = (1 - K eps_t) * exp(eps_{t-1} R_i) / sum_j exp(eps_{t-1} R_j) + eps_t
 
-starting from R = 0, eps_0 = 1/K (so round 1 is uniform). "exp3" is the paper's bandit as
+starting from R = 0, eps_0 = 1/K (so round 1 is uniform; so is every round with eps_t = 1/K,
+t <= K ln K: the first 13 rounds for K = 7). "exp3" is the paper's bandit as
 written (the importance weight 1/pi_i is EXP3's for the pulled arm); "smoothed_mean" is what
 the public repository's README names as the implementation behind the paper's results
 (alon-albalak/online-data-mixing, `SmoothedMeanWeightUpdater`, updated every step): no
