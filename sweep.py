@@ -117,9 +117,6 @@ def trial_config(cfg: ml_collections.ConfigDict, names: list,
 
 def transfer_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The sweep at the target scale: `sweep.transfer_overrides` applied; the same mixtures."""
-    t = cfg.copy_and_resolve_references()
-    experiment.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
-    t.sweep.update(transfer_trials=0, trial=-1)
     if not cfg.sweep.transfer_overrides.strip():
         raise ValueError("config.sweep.transfer_trials is set but transfer_overrides is empty: "
                          "name the target scale, e.g. 'model.d_model=128;train.steps=500'")
@@ -129,6 +126,9 @@ def transfer_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict
         raise ValueError(f"config.sweep.transfer_overrides changes {changed}: the target scale "
                          "may change only model.* and train.* fields, so that its mixtures and "
                          "data are the proxies'")
+    t = cfg.copy_and_resolve_references()
+    experiment.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
+    t.sweep.update(transfer_trials=0, trial=-1)
     return t
 
 
