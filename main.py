@@ -54,23 +54,24 @@ def _main(argv):
         logging.set_verbosity(logging.WARNING)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if FLAGS.mode == "sweep":  # many trainings (sweep.py)
-        import sweep
+        from runs import sweep
         print(json.dumps(sweep.run(cfg, workdir)))
         return
     if FLAGS.mode == "compare":  # arms x seeds, then the table (compare.py)
-        import compare
+        from runs import compare
         compare.run(cfg, workdir)
         with open(os.path.join(workdir, "compare.md")) as f:
             print(f.read())
         return
     if FLAGS.mode == "skill_graph":  # one H-step training per skill (skill_graph.py)
-        import skill_graph
+        from runs import skill_graph
         print(json.dumps(skill_graph.estimate(cfg, workdir)))
         return
     import jax
-    import experiment
+    from data import sources
+    from runs import experiment, sample
     if FLAGS.mode == "sample":
-        for record in experiment.sample(cfg, workdir):
+        for record in sample.sample(cfg, workdir):
             print(f"--- {record['prompt']!r}\n{record['prompt']}{record['completion']}")
         print(f"samples in {os.path.join(workdir, 'samples.jsonl')}")
         return
@@ -83,7 +84,7 @@ def _main(argv):
         losses = {k.split("/")[1]: v for k, v in result.items()
                   if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}
         print(eval_table(f"eval of {cfg.init_from or workdir}", losses,
-                         experiment.domain_names(cfg)[0]))
+                         sources.domain_names(cfg)[0]))
     if "preempted" in result:
         print(f"stopped after step {result['preempted']}: rerun the same command to resume")
     print(f"results in {workdir}: eval.json, metrics.jsonl, *.png")

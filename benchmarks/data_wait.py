@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-import experiment  # noqa: E402
+from runs import experiment  # noqa: E402
 from configs import tiny  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
 

@@ -35,8 +35,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import experiment  # noqa: E402
-import skill_graph  # noqa: E402
+from runs import experiment  # noqa: E402
+from runs import skill_graph  # noqa: E402
 from configs import lego_random, lego_skill_it, lego_stratified  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
 

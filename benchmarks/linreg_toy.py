@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import experiment  # noqa: E402
+from runs import experiment  # noqa: E402
 from configs import base  # noqa: E402
 from reweight import registry  # noqa: E402
 from reweight.interface import StepInputs  # noqa: E402

@@ -46,7 +46,8 @@ import scipy.stats  # noqa: E402
 
 from benchmarks.reweight_lm import make_redundant_domain  # noqa: E402
 from configs import mates as mates_config  # noqa: E402
-import experiment  # noqa: E402
+from data import sources  # noqa: E402
+from runs import experiment  # noqa: E402
 from data import cloze, corpus, domains, pipeline, tokenizer  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
 from reweight import mates  # noqa: E402
@@ -158,7 +159,7 @@ def make_data(cfg, vocab):
     evals["cloze"] = cloze.batches(
         cloze.cloze_rows(data_dir, "books", vocab.encode, CLOZE_LEN, CLOZE_EVAL_ROWS,
                          skip=REFERENCE_ROWS), cfg.train.batch_size)
-    return experiment.Data(ShuffleDomain(mixer, "shuffled", cfg.seed), evals,
+    return sources.Data(ShuffleDomain(mixer, "shuffled", cfg.seed), evals,
                            tuple(s.name for s in specs))
 
 

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
 
-import experiment  # noqa: E402
+from data import sources  # noqa: E402
 import step_throughput  # noqa: E402
 from configs import tiny  # noqa: E402
 from reweight.interface import Uniform  # noqa: E402
@@ -40,7 +40,7 @@ def main():
     cfg.data.eval_rows = 16
     cfg.data.data_dir = os.path.join(ROOT, cfg.data.data_dir)
     t0 = time.perf_counter()
-    it = experiment.build_data(cfg).source
+    it = sources.build_data(cfg).source
     build_s = time.perf_counter() - t0
     next(it)  # first batch fills the shuffle buffers
     tokens = cfg.train.batch_size * cfg.data.seq_len

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
-import experiment  # noqa: E402
+from runs import experiment  # noqa: E402
 from lm import reference as reference_lib  # noqa: E402
 from lm import train as train_lib  # noqa: E402
 from lm import workdir as workdir_lib  # noqa: E402

@@ -34,8 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import compare  # noqa: E402
-import experiment  # noqa: E402
+from runs import compare, executor, overrides  # noqa: E402
+from runs import experiment  # noqa: E402
 from lm.workdir import LOCK_FILE  # noqa: E402
 
 # method -> (its config, the arm --quick keeps beside the baseline: the method itself, not an
@@ -90,7 +90,7 @@ def method_config(method: str, quick: bool, processes: int):
     """One method's comparison config; --quick: seed 0, the baseline and the method's arm,
     each run (prerequisites included) shortened."""
     path, quick_arm = METHODS[method]
-    cfg = compare.load_config_file(path)
+    cfg = overrides.load_config_file(path)
     cfg.compare.processes = processes
     if quick:
         cfg.compare.seeds = "0"
@@ -134,7 +134,7 @@ def reuse_identical_runs(method: str, workdir: str, quick: bool) -> int:
         if other != method:
             runs = planned_runs(method_config(other, quick, 1), method_dir(workdir, other, quick))
             for key, d in runs:
-                if compare.run_status(d) == "ok":
+                if executor.is_done(d):
                     finished.setdefault(key, d)
     copied = 0
     for key, d in planned_runs(method_config(method, quick, 1), method_dir(workdir, method, quick)):

@@ -34,7 +34,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import experiment  # noqa: E402
+from data import sources  # noqa: E402
+from runs import experiment  # noqa: E402
 from configs import tiny  # noqa: E402
 from data import corpus  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
@@ -106,7 +107,7 @@ def main():
     finals: dict = {m: [] for m in METHODS}
     for seed in seeds:
         base.seed = seed
-        data = experiment.build_data(base)  # same data order for every method
+        data = sources.build_data(base)  # same data order for every method
         start_state = data.source.get_state()
         for method, overrides in METHODS.items():
             cfg = base.copy_and_resolve_references()

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-import experiment  # noqa: E402
+from runs import experiment  # noqa: E402
 from configs import base  # noqa: E402
 from lm import flops  # noqa: E402
 from lm import train as train_lib  # noqa: E402

@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import experiment  # noqa: E402
-import sweep  # noqa: E402
+from runs import experiment  # noqa: E402
+from runs import sweep  # noqa: E402
 from configs import sweep_regmix, tiny, upsample_end  # noqa: E402
 
 DOMAINS = ["books", "reference", "code", "dialogue", "technical", "math"]
@@ -85,7 +85,8 @@ def main_(args):
     t0 = time.perf_counter()
     summary = sweep.run(scfg, sweep_dir)
     wall = time.perf_counter() - t0
-    rows = sweep.read_rows(sweep_dir)
+    rows = sweep.read_rows(sweep_dir, sweep.sources.domain_names(scfg)[0],
+                           sweep.draw_trials(scfg))
     secs = np.array([rows[i]["seconds"] for i in sorted(rows) if rows[i]["status"] == "ok"])
     per_trial = float(np.median(secs))
     figures["sweep"] = {
@@ -109,12 +110,12 @@ def main_(args):
         vdir = os.path.join(out, f"vmap_{mode}")
         for indices in (list(range(p, 2 * p)), list(range(p))):  # warm-up, then timed
             t0 = time.perf_counter()
-            if mode == "vmap":
-                vrows = sweep.run_group(vcfg, indices, vdir, rewound)
+            if mode == "vmap":  # raises if the group fails
+                sweep.group_job(vcfg, indices, vdir, rewound)
             else:
-                vrows = [sweep.run_trial(vcfg, i, vdir, rewound) for i in indices]
-            assert all(r["status"] == "ok" for r in vrows), vrows
-            timing[mode] = (time.perf_counter() - t0) / len(vrows)
+                for i in indices:
+                    sweep.trial_job(vcfg, i, vdir, rewound)
+            timing[mode] = (time.perf_counter() - t0) / len(indices)
     figures["vmap"] = {"proxies_per_group": p, "data": "synthetic, proxy model and batch",
                        "sequential_s_per_trial": timing["sequential"],
                        "vmap_s_per_trial": timing["vmap"],

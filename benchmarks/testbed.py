@@ -21,17 +21,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-
-import compare  # noqa: E402
-import experiment  # noqa: E402
-from data import records, unigram  # noqa: E402
+from data import records, sources, unigram  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
+from runs import experiment, overrides  # noqa: E402
 
 
 def domain_entropies(cfg, max_tokens: int) -> dict[str, float]:
     """Each training domain's unigram entropy (nats/token) on its validation files."""
-    source = experiment.source_of(cfg)
+    source = sources.source_of(cfg)
     vocab = source.vocab()
     out = {}
     for spec in source.specs:
@@ -55,11 +52,11 @@ def main(argv=None):
     p.add_argument("--allow_config_change", action="store_true",
                    help="read a finished run whose recorded config lacks newer fields")
     args = p.parse_args(argv)
-    overrides = "train.progress_bar=False;train.eval_at_start=True"
+    changes = "train.progress_bar=False;train.eval_at_start=True"
     if args.quick:
-        overrides += ";train.steps=150;train.eval_every=50;train.warmup_steps=15"
-    cfg = compare.load_config_file(args.config)
-    experiment.apply_overrides(cfg, overrides, "benchmarks/testbed.py")
+        changes += ";train.steps=150;train.eval_every=50;train.warmup_steps=15"
+    cfg = overrides.load_config_file(args.config)
+    overrides.apply_overrides(cfg, changes, "benchmarks/testbed.py")
     # Nothing to do if it trained to the end before.
     experiment.run(cfg, args.workdir, allow_config_change=args.allow_config_change)
     entropy = domain_entropies(cfg, args.entropy_tokens)

@@ -42,7 +42,7 @@ def differences(old: dict, new: dict, ignore=()) -> list[str]:
     return out
 
 
-def recorded_config(workdir: str) -> dict | None:
+def read_config(workdir: str) -> dict | None:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
@@ -53,7 +53,7 @@ def recorded_config(workdir: str) -> dict | None:
 def check_resume(cfg: ml_collections.ConfigDict, workdir: str, *, has_checkpoint: bool,
                  allow_config_change: bool = False) -> None:
     """Refuses to resume a run whose recorded config differs in a field that matters."""
-    old = recorded_config(workdir)
+    old = read_config(workdir)
     if has_checkpoint and old is not None and not allow_config_change:
         diff = differences(old, _as_json(cfg), ignore=MAY_DIFFER)
         if diff:
@@ -85,7 +85,7 @@ def check_model_matches(cfg: ml_collections.ConfigDict, source: str,
     if not os.path.isdir(source):
         raise FileNotFoundError(f"{field}={source!r}: no checkpoint there; give the workdir of "
                                 "an earlier run or its checkpoints/ folder")
-    old = recorded_config(source)
+    old = read_config(source)
     if old is None or "model" not in old:
         return
     diff = differences({"model": old["model"]}, {"model": _as_json(cfg)["model"]},

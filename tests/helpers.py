@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 
-import experiment
+from runs import experiment
 from configs import base
 from data.synthetic import SyntheticMixture
 from reweight import registry

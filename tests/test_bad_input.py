@@ -7,7 +7,7 @@ import os
 import jax
 import pytest
 
-import experiment
+from runs import experiment
 from helpers import synthetic, tiny_config
 from lm import checkpoint as ckpt_lib
 from lm import loop

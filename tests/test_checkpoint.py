@@ -7,7 +7,8 @@ import os
 import jax
 import numpy as np
 
-import experiment
+from data import sources
+from runs import experiment
 from helpers import run_main, synthetic, tiny_config, untimed
 from lm import checkpoint as ckpt_lib
 from lm import train as train_lib
@@ -114,7 +115,7 @@ class Counter:
 
 def test_eval_and_init_from_load_params_whatever_optimizer_and_weighter_wrote_them(tmp_path):
     source = tiny_config(steps=4, checkpoint_every=4, on_nonfinite="skip")  # another opt tree
-    data = experiment.build_data(source)
+    data = sources.build_data(source)
     exp = experiment.Experiment(source, data, Counter(), methods=[])
     exp.train(str(tmp_path / "src"), devices=jax.devices()[:1])
     target = tiny_config(steps=2)  # stop on non-finite, uniform weights: another state tree

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import compare
-import paired_stats
+from runs import compare, executor, stats
 from configs.compare import base
 from lm.loop import _ratio_se
 
@@ -76,7 +75,7 @@ def test_a_failing_arm_is_recorded_and_the_rest_complete(compared):
     failed = summary["arms"]["broken"]["failed"]
     assert [f["seed"] for f in failed] == [0, 1, 2]
     assert all("config.reweight.instance='nope'" in f["error"] for f in failed)
-    with open(os.path.join(compare.run_dir(workdir, "broken", 0), compare.RUN_FILE)) as f:
+    with open(os.path.join(compare.run_dir(workdir, "broken", 0), executor.STATUS_FILE)) as f:
         assert json.load(f)["status"] == "failed"
     assert "## Runs left out" in open(os.path.join(workdir, "compare.md")).read()
 
@@ -95,15 +94,15 @@ def test_a_rerun_trains_only_the_missing_runs_and_gives_the_same_table(compared)
     copy = str(root / "copy")
     shutil.copytree(workdir, copy)
     shutil.rmtree(compare.run_dir(copy, "only0", 2))  # never trained
-    os.remove(os.path.join(compare.run_dir(copy, "same", 1), compare.RUN_FILE))  # finished,
+    os.remove(os.path.join(compare.run_dir(copy, "same", 1), executor.STATUS_FILE))  # finished,
     # its record lost: resumes at its last step, trains nothing
-    stamps = {d: os.path.getmtime(os.path.join(d, compare.RUN_FILE))
+    stamps = {d: os.path.getmtime(os.path.join(d, executor.STATUS_FILE))
               for d in (compare.run_dir(copy, "uniform", s) for s in (0, 1, 2))}
     again = compare.run(_config(root), copy)
     assert _untimed(again) == _untimed(summary)  # the same numbers
-    assert all(os.path.getmtime(os.path.join(d, compare.RUN_FILE)) == t
+    assert all(os.path.getmtime(os.path.join(d, executor.STATUS_FILE)) == t
                for d, t in stamps.items())  # finished runs were not rerun
-    assert os.path.exists(os.path.join(compare.run_dir(copy, "only0", 2), compare.RUN_FILE))
+    assert os.path.exists(os.path.join(compare.run_dir(copy, "only0", 2), executor.STATUS_FILE))
 
 
 def test_existing_workdirs_compare_without_training(compared):
@@ -147,22 +146,22 @@ def test_overrides_take_the_fields_type(tmp_path):
 
 def test_intervals_differences_and_curves_are_the_textbook_ones():
     values = [1.0, 2.0, 4.0]
-    e = paired_stats.mean_ci(values, 0.95)
+    e = stats.mean_ci(values, 0.95)
     half = scipy.stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / np.sqrt(3)
     assert e.mean == pytest.approx(7 / 3) and e.high - e.mean == pytest.approx(half)
-    assert paired_stats.mean_ci([3.0]).n == 1 and math.isnan(paired_stats.mean_ci([3.0]).low)
-    diff = paired_stats.paired_difference({0: 1.0, 1: 2.0, 2: 3.0, 5: 9.0},
+    assert stats.mean_ci([3.0]).n == 1 and math.isnan(stats.mean_ci([3.0]).low)
+    diff = stats.paired_difference({0: 1.0, 1: 2.0, 2: 3.0, 5: 9.0},
                                           {0: 2.0, 1: 3.1, 2: 3.9})
     assert diff.n == 3 and diff.mean == pytest.approx(-1.0)
-    assert paired_stats.verdict(diff) == "better"
-    assert paired_stats.verdict(diff, lower_is_better=False) == "worse"
-    assert paired_stats.verdict(paired_stats.mean_ci([-1.0, 1.0])) == "no clear difference"
-    assert paired_stats.verdict(paired_stats.mean_ci([-1.0])) == "too few seeds"
-    assert paired_stats.first_step_at([10, 20, 30], [5.0, 4.0, 3.0], 3.5) == pytest.approx(25)
-    assert paired_stats.first_step_at([10, 20], [5.0, 4.0], 4.5) == pytest.approx(15)
-    assert paired_stats.first_step_at([10], [2.0], 3.0) == 10
-    assert math.isnan(paired_stats.first_step_at([10, 20], [5.0, 4.0], 1.0))
-    assert paired_stats.curve_mean([0, 10, 30], [3.0, 1.0, 1.0]) == pytest.approx(
+    assert stats.verdict(diff) == "better"
+    assert stats.verdict(diff, lower_is_better=False) == "worse"
+    assert stats.verdict(stats.mean_ci([-1.0, 1.0])) == "no clear difference"
+    assert stats.verdict(stats.mean_ci([-1.0])) == "too few seeds"
+    assert stats.first_step_at([10, 20, 30], [5.0, 4.0, 3.0], 3.5) == pytest.approx(25)
+    assert stats.first_step_at([10, 20], [5.0, 4.0], 4.5) == pytest.approx(15)
+    assert stats.first_step_at([10], [2.0], 3.0) == 10
+    assert math.isnan(stats.first_step_at([10, 20], [5.0, 4.0], 1.0))
+    assert stats.curve_mean([0, 10, 30], [3.0, 1.0, 1.0]) == pytest.approx(
         (20 + 20) / 30)
 
 
@@ -233,10 +232,11 @@ def test_steps_until_every_skill_is_accurate(tmp_path):
 def test_a_run_another_comparison_finished_meanwhile_is_not_touched(tmp_path):
     """Two comparisons may share a run: once it is ok, neither trains nor overwrites it."""
     record = {"status": "ok", "seconds": 12.0}
-    (tmp_path / compare.RUN_FILE).write_text(json.dumps(record))
+    (tmp_path / executor.STATUS_FILE).write_text(json.dumps(record))
     cfg = base.get_config()  # no experiment fields at all: training it would fail at once
-    assert compare.train_run(cfg, str(tmp_path), str(tmp_path)) == record
-    assert json.loads((tmp_path / compare.RUN_FILE).read_text()) == record
+    assert executor.execute(compare.jobs_lib.run_kind, ("train", cfg, str(tmp_path)),
+                            str(tmp_path)) == record
+    assert json.loads((tmp_path / executor.STATUS_FILE).read_text()) == record
 
 
 def test_prerequisites_train_first_in_order_and_arms_name_them(tmp_path):
@@ -343,11 +343,13 @@ def test_a_sweep_prerequisite_feeds_an_arm(tmp_path):
     cfg.compare.prerequisites.sweep.overrides += ";reweight.instance=nope"  # every trial fails
     with pytest.raises(SystemExit, match="prerequisite sweep"):
         compare.run(cfg, workdir)
-    assert compare.run_status(sweep_dir) == "failed"
-    assert not os.path.exists(os.path.join(workdir, "runs"))  # no arm trained
+    assert executor.status(sweep_dir)["status"] == "failed"
+    # the arm that needs it never started; the baseline, which does not, trained
+    assert not os.path.exists(compare.run_dir(workdir, "regmix", 0))
+    assert executor.is_done(compare.run_dir(workdir, "uniform", 0))
     cfg.compare.prerequisites.sweep.overrides = good
     summary = compare.run(cfg, workdir)
-    assert compare.run_status(sweep_dir) == "ok"
+    assert executor.is_done(sweep_dir)
     with open(os.path.join(sweep_dir, "regmix.json")) as f:
         assert json.load(f)["trials_ok"] == 4
     with open(os.path.join(compare.run_dir(workdir, "regmix", 0), "config.json")) as f:
@@ -362,11 +364,11 @@ def test_workers_end_when_the_comparison_is_killed(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import concurrent.futures, multiprocessing, os, signal, sys, time
         sys.path.insert(0, {ROOT!r})
-        import compare
+        from runs import executor
         if __name__ == "__main__":
             pool = concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=compare.end_with_parent, initargs=(os.getpid(),))
+                initializer=executor.end_with_parent, initargs=(os.getpid(),))
             print(pool.submit(os.getpid).result(), flush=True)
             pool.submit(time.sleep, 120)
             time.sleep(0.5)

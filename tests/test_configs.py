@@ -9,8 +9,9 @@ import os
 
 import pytest
 
-import compare
-import experiment
+from runs import compare, executor, overrides
+from data import sources
+from runs import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
@@ -29,14 +30,14 @@ def test_config_loads_and_names_its_command(path):
 
 @pytest.mark.parametrize("path", COMPARES)
 def test_comparison_arms_and_prerequisites_resolve(path):
-    cfg = compare.load_config_file(path)
+    cfg = overrides.load_config_file(path)
     compare.check_config(cfg)
     for arm in cfg.compare.arms:
         run_cfg = compare.run_config(cfg, arm, 0, "workdir")
         assert run_cfg.seed == 0
         # the weights parse for the arm's domains (data.weights=natural once failed every run)
         if not run_cfg.data.weights.startswith("file:"):  # a prerequisite writes the file
-            env = experiment.Env(run_cfg, experiment.source_of(run_cfg))
+            env = experiment.Env(run_cfg, sources.source_of(run_cfg))
             experiment.check_weights(run_cfg, env.domain_names)
     for name in cfg.compare.prerequisites:
         compare.prerequisite_config(cfg, name, "workdir")
@@ -56,7 +57,7 @@ def test_reproduce_quick_arm_is_each_methods_own():
     method itself (it once kept the alphabetically first, the clean-only oracle)."""
     reproduce = load_reproduce()
     for method, (path, arm) in reproduce.METHODS.items():
-        cfg = compare.load_config_file(path)
+        cfg = overrides.load_config_file(path)
         assert arm in cfg.compare.arms and arm != cfg.compare.baseline, (method, arm)
         run_cfg = compare.run_config(cfg, arm, 0, "workdir")
         base_cfg = compare.run_config(cfg, cfg.compare.baseline, 0, "workdir")
@@ -87,8 +88,8 @@ def test_reproduce_copies_runs_another_method_finished(tmp_path, quick):
     assert reproduce.reuse_identical_runs("upsample", str(tmp_path), quick) == 0  # other data
     # DoReMi's reference is the uniform baseline's seed 0
     assert reproduce.reuse_identical_runs("doremi", str(tmp_path), quick) == 2
-    assert compare.run_status(compare.prerequisite_dir(
-        reproduce.method_dir(str(tmp_path), "doremi", quick), "reference")) == "ok"
+    assert executor.is_done(compare.prerequisite_dir(
+        reproduce.method_dir(str(tmp_path), "doremi", quick), "reference"))
 
 
 def test_reproduce_regmix_is_a_comparison_with_its_sweep_first(tmp_path):

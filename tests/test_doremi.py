@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-import experiment
+from runs import experiment
 from data.mixing import parse_weights
 from helpers import tiny_config
 from lm.metrics import read_metrics

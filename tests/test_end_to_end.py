@@ -7,7 +7,8 @@ import os
 import jax
 import pytest
 
-import experiment
+from data import sources
+from runs import experiment
 from helpers import tiny_config, untimed
 from lm.metrics import read_metrics
 
@@ -54,4 +55,4 @@ def test_a_tokenizer_larger_than_the_model_vocab_is_rejected(corpus):
     cfg = _cfg(corpus)
     cfg.model.vocab_size = 100
     with pytest.raises(ValueError, match="config.model.vocab_size"):
-        experiment.build_data(cfg)
+        sources.build_data(cfg)

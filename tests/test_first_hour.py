@@ -8,7 +8,7 @@ import os
 import jax
 import pytest
 
-import experiment
+from runs import experiment, sample
 from helpers import run_main, tiny_config
 
 NOISE = ("LOG(INFO)", "normalizer.cc", "oneDNN", "cudart_stub", "absl::InitializeLog",
@@ -66,24 +66,24 @@ def test_sampling_is_seeded_and_stops_at_the_length_asked(corpus, trained):
     workdir, _ = trained
     cfg = _cfg(corpus)
     cfg.sample.update(prompt="the apple", max_new_tokens=12, temperature=1.0, top_k=20, seed=3)
-    first = experiment.sample(cfg, workdir, devices=jax.devices()[:1])
-    again = experiment.sample(cfg, workdir, devices=jax.devices()[:1])
+    first = sample.sample(cfg, workdir, devices=jax.devices()[:1])
+    again = sample.sample(cfg, workdir, devices=jax.devices()[:1])
     assert first == again and len(first) == 1 and first[0]["tokens"] <= 12
     cfg.sample.seed = 4
-    other = experiment.sample(cfg, workdir, devices=jax.devices()[:1])
+    other = sample.sample(cfg, workdir, devices=jax.devices()[:1])
     assert other[0]["completion"] != first[0]["completion"]
     prompts = os.path.join(workdir, "prompts.txt")
     with open(prompts, "w") as f:
         f.write("the apple\nmarkets\n")
     cfg.sample.update(prompts_file=prompts, temperature=0.0, max_new_tokens=5)
-    greedy = experiment.sample(cfg, workdir, devices=jax.devices()[:1])
+    greedy = sample.sample(cfg, workdir, devices=jax.devices()[:1])
     assert [r["prompt"] for r in greedy] == ["the apple", "markets"]
     assert all(r["tokens"] <= 5 for r in greedy)
     with open(os.path.join(workdir, "samples.jsonl")) as f:
         assert [json.loads(line)["completion"] for line in f] == [r["completion"] for r in greedy]
     cfg.sample.max_new_tokens = 32
     with pytest.raises(ValueError, match="max_new_tokens=32 must be in"):
-        experiment.sample(cfg, workdir)
+        sample.sample(cfg, workdir)
 
 
 def test_a_default_run_prints_no_library_info_lines(corpus, trained, tmp_path):

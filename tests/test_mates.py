@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import experiment
+from data import sources
+from runs import experiment
 from data import cloze
 from helpers import TIMING, host_methods_of, synthetic, tiny_config
 from lm.metrics import read_metrics
@@ -209,7 +210,7 @@ def test_the_validation_reference_set_is_held_out_from_the_eval():
     cfg = tiny_config()
     env = experiment.Env(cfg)
     ref = env.reference_rows("validation", "synthetic_0", 8, 0)
-    (evals,) = experiment.build_data(cfg, train=False).eval_sets["synthetic_0"]
+    (evals,) = sources.build_data(cfg, train=False).eval_sets["synthetic_0"]
     assert ref["inputs"].shape == (8, cfg.data.seq_len) and ref["loss_mask"].all()
     eval_rows = {r.tobytes() for r in evals["inputs"]}
     assert not any(r.tobytes() in eval_rows for r in ref["inputs"])

@@ -168,7 +168,7 @@ def _imports(path: str) -> set[str]:
 def _module_graph() -> dict[str, set[str]]:
     files = [p for p in glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(
         os.path.join(ROOT, "*", "*.py")) if os.path.basename(os.path.dirname(p)) in
-        ("lm", "data", "reweight", os.path.basename(ROOT))]
+        ("lm", "data", "reweight", "runs", os.path.basename(ROOT))]
     modules = {os.path.relpath(p, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__"): p
                for p in files}
     return {m: {i for i in _imports(p) if i in modules and i != m} for m, p in modules.items()}
@@ -203,7 +203,7 @@ def test_imports_point_one_way_and_close_no_circle():
 
 def test_importing_the_train_step_and_loop_loads_no_method_and_no_data_module():
     code = ("import sys, lm.train, lm.loop; print(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('reweight', 'data', 'experiment')))")
+            "if m.split('.')[0] in ('reweight', 'data', 'runs')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True)
     assert out.stdout.split("\n")[-2] == "['reweight', 'reweight.interface']", out.stdout

@@ -15,7 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-import experiment
+from data import sources
+from runs import experiment
 from helpers import run_main, start_main, synthetic, tiny_config, untimed, wait_for_step
 from lm import loop
 from lm import reference as reference_lib
@@ -116,7 +117,7 @@ def _rho1_cfg(reference, **train):
 
 
 def _steps(cfg, devices, batches, reference):
-    weighter = experiment.build(cfg, data=experiment.Data(None, {}, tuple(
+    weighter = experiment.build(cfg, data=sources.Data(None, {}, tuple(
         f"synthetic_{d}" for d in range(cfg.data.num_domains)))).weighter
     rt = train_lib.build_runtime(cfg, weighter, cfg.data.num_domains, devices,
                                  references={"workdir": _spec(cfg, reference)},

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-import experiment
+from data import sources
+from runs import experiment
 from data import domains, records
 from helpers import run_main, start_main, tiny_config, untimed, wait_for_step
 from lm import checkpoint as ckpt_lib
@@ -225,7 +226,7 @@ def test_gzipped_jsonl_is_read_through_gzip(tmp_path):
     cfg = tiny_config(steps=2)
     cfg.data.update(source="seqio", domains=entry, vocab="byte", heldout=False, seq_len=32)
     cfg.model.update(vocab_size=512, max_len=32)
-    batch = next(experiment.build_data(cfg).source)
+    batch = next(sources.build_data(cfg).source)
     text = bytes(int(t) - 3 for t in batch["targets"][0] if t >= 3).decode()
     assert "zipped document" in text and '"text"' not in text  # parsed as JSON, not as text
     assert domains.parse_domain(entry).kind == "jsonl"

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-import experiment
+from runs import experiment
 from data.mixing import parse_weights
 from helpers import Recording, host_methods_of, synthetic, tiny_config
 from lm import loop

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-import experiment
+from data import sources
+from runs import experiment
 from configs import base
 from data import lego
 from helpers import TIMING, host_methods_of
@@ -169,7 +170,7 @@ def _pair_rows(rng, maps, n, seq_len=16):
 def test_graph_estimator_recovers_a_planted_prerequisite(tmp_path):
     """Skill "fg" teaches two maps f and g; skill "f" uses only f. Training on fg alone must
     help f (relatively) more than training on f alone helps fg: A[0, 1] > A[1, 0]."""
-    import skill_graph
+    from runs import skill_graph
     from helpers import tiny_config
     from data.mixing import Mixer
     from data.mixing import parse_weights
@@ -186,7 +187,7 @@ def test_graph_estimator_recovers_a_planted_prerequisite(tmp_path):
     def make_data(cfg):
         it = Mixer.from_rows(train, global_batch=cfg.train.batch_size, seed=cfg.seed,
                              weights=parse_weights(cfg.data.weights, list(train)))
-        return experiment.Data(it, {n: [{**{k: np.stack([r[k] for r in rows]) for k in rows[0]},
+        return sources.Data(it, {n: [{**{k: np.stack([r[k] for r in rows]) for k in rows[0]},
                                          "domain_id": np.full(8, d, np.int32)}]
                                     for d, (n, rows) in enumerate(evals.items())}, tuple(train))
 

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-import experiment
-import sweep
+from data import sources
+from runs import sweep
 from helpers import tiny_config
 from reweight import regmix
 
@@ -36,7 +36,7 @@ def local_sweep(tmp_path_factory):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("disk on fire")
-        return experiment.build_data(cfg)
+        return sources.build_data(cfg)
 
     first = sweep.run(_cfg(), workdir, flaky)
     return workdir, first
@@ -51,14 +51,14 @@ def test_sweep_runs_records_failures_and_resumes(local_sweep):
     assert first["trials_ok"] == 3 and first["trials_failed"] == 1
     second = sweep.run(_cfg(), workdir)  # retries only the failed trial
     assert second["trials_run"] == 1 and second["trials_ok"] == 4
-    stamps = {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
+    stamps = {p: os.path.getmtime(os.path.join(workdir, "trials", p, "run.json"))
               for p in os.listdir(os.path.join(workdir, "trials"))}
     third = sweep.run(_cfg(), workdir)
     assert third["trials_run"] == 0  # nothing reruns
-    assert stamps == {p: os.path.getmtime(os.path.join(workdir, "trials", p, "result.json"))
+    assert stamps == {p: os.path.getmtime(os.path.join(workdir, "trials", p, "run.json"))
                       for p in stamps}
     before = _rows(workdir)[1]
-    os.remove(os.path.join(workdir, "trials", "0001", "result.json"))  # trained, row lost
+    os.remove(os.path.join(workdir, "trials", "0001", "run.json"))  # trained, status lost
     assert sweep.run(_cfg(), workdir)["trials_run"] == 1
     after = _rows(workdir)[1]  # evaluated from its final checkpoint, not retrained
     assert after["target"] == pytest.approx(before["target"], rel=1e-6)
@@ -179,9 +179,11 @@ def test_gradient_boosted_regression_ranks_mixtures():
 @pytest.mark.slow
 def test_vmapped_group_matches_separate_trials(local_sweep, tmp_path):
     workdir, _ = local_sweep
-    rows = sweep.run_group(_cfg(vmap_trials=2), [1, 2], str(tmp_path),  # ok in any test order
-                           sweep.RewoundData())
-    for a, b in zip(_rows(workdir)[1:3], rows):
+    cfg = _cfg(vmap_trials=2)
+    sweep.group_job(cfg, [1, 2], str(tmp_path), sweep.RewoundData())  # ok in any test order
+    rows = sweep.read_rows(str(tmp_path), sorted(_rows(workdir)[0]["weights"]),
+                           sweep.draw_trials(cfg))
+    for a, b in zip(_rows(workdir)[1:3], (rows[1], rows[2])):
         assert b["status"] == "ok" and a["weights"] == b["weights"]
         assert a["eval"] == pytest.approx(b["eval"], rel=1e-4)
 

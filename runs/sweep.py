@@ -6,11 +6,12 @@ with the ordinary entry point (`experiment.build(...).train`), each trial in
 DIR/trials/NNNN with the same steps and seed, then fits the regression and writes the chosen
 mixture to DIR/mixture.txt (use it with `--config.data.weights=file:DIR/mixture.txt`).
 
-Resumable: a trial's row is its DIR/trials/NNNN/result.json; finished trials are never rerun, a
-failed one is recorded (status "failed", the error) and retried by the next invocation, and
-the table DIR/results.jsonl (+ .csv) is rebuilt from the rows after every trial. Backends:
-`local` runs trials in this process (`sweep.vmap_trials > 1` trains that many at once with
-jax.vmap, lm/multi.py); `ray` sends each trial to a Ray cluster as a task. `sweep.trial=i` runs
+Resumable: each trial is a job of the one executor (runs/executor.py), its row in its status
+file DIR/trials/NNNN/run.json; finished trials are never rerun, a failed one is recorded (status
+"failed", the error) and retried by the next invocation, and the table DIR/results.jsonl
+(+ .csv) is rebuilt from the rows after every trial. Backends: `local` runs trials in this
+process (`sweep.vmap_trials > 1` trains that many at once with jax.vmap, lm/multi.py); `ray`
+sends each trial to a Ray cluster as a task. `sweep.trial=i` runs
 trial i alone (array jobs) and fits nothing.
 
 RegMix rests on rank invariance: mixtures rank the same at the proxy's scale and at the scale
@@ -26,12 +27,12 @@ import json
 import os
 import sys
 import time
-import traceback
 
 import ml_collections
 import numpy as np
 
-import experiment
+from data import sources
+from runs import executor, experiment, overrides
 from reweight import mixture, regmix
 
 
@@ -47,7 +48,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     regmix.parse_strengths(s.dirichlet_strengths)
     regmix.parse_range(s.strength_range)
     regmix.tempered(np.ones(2), s.temperature)
-    names, eval_names = experiment.domain_names(cfg)
+    names, eval_names = sources.domain_names(cfg)
     if s.target != "average" and s.target not in eval_names:
         raise ValueError(f"config.sweep.target={s.target!r} is not an eval domain; choose "
                          f"'average' or one of {eval_names}")
@@ -120,14 +121,14 @@ def transfer_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     if not cfg.sweep.transfer_overrides.strip():
         raise ValueError("config.sweep.transfer_trials is set but transfer_overrides is empty: "
                          "name the target scale, e.g. 'model.d_model=128;train.steps=500'")
-    changed = [f for f, _ in experiment.parse_overrides(cfg.sweep.transfer_overrides)
+    changed = [f for f, _ in overrides.parse_overrides(cfg.sweep.transfer_overrides)
                if f.split(".")[0] not in ("model", "train")]
     if changed:
         raise ValueError(f"config.sweep.transfer_overrides changes {changed}: the target scale "
                          "may change only model.* and train.* fields, so that its mixtures and "
                          "data are the proxies'")
     t = cfg.copy_and_resolve_references()
-    experiment.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
+    overrides.apply_overrides(t, cfg.sweep.transfer_overrides, "config.sweep.transfer_overrides")
     t.sweep.update(transfer_trials=0, trial=-1)
     return t
 
@@ -166,11 +167,11 @@ class RewoundData:
     streams restart, the mixer's draws restart from the seed), without rebuilding seqio
     pipelines: that build was 75-100 s of a ~80-130 s tiny trial on this shared machine."""
 
-    def __init__(self, make_data: experiment.MakeData = experiment.build_data):
+    def __init__(self, make_data: sources.MakeData = sources.build_data):
         self.make_data = make_data
         self.key, self.built = None, {}
 
-    def __call__(self, cfg: ml_collections.ConfigDict, slot: int = 0) -> experiment.Data:
+    def __call__(self, cfg: ml_collections.ConfigDict, slot: int = 0) -> sources.Data:
         from data.mixing import parse_weights
         key = cfg.copy_and_resolve_references()
         key.data.weights = "uniform"
@@ -186,50 +187,46 @@ class RewoundData:
         return data
 
 
-def run_trial(cfg: ml_collections.ConfigDict, index: int, workdir: str,
-              make_data: experiment.MakeData = experiment.build_data) -> dict:
-    """Trains trial `index` (resuming its checkpoint) on one device; returns its row and
-    writes it to the trial's result.json. A failure becomes a row with status "failed"."""
-    with experiment.compile_cache(workdir):
-        return _run_trial(cfg, index, workdir, make_data)
-
-
-def _run_trial(cfg, index, workdir, make_data):
+def trial_job(cfg: ml_collections.ConfigDict, index: int, workdir: str,
+              make_data: sources.MakeData | None = None) -> dict:
+    """Trial `index` of the sweep in `workdir`, trained (resuming its checkpoint) on one
+    device: its row (trial, weights, target, eval), or {"preempted": step} if stopped."""
     import jax
     from lm import validation
 
-    names, _ = experiment.domain_names(cfg)
+    names, _ = sources.domain_names(cfg)
     weights = draw_trials(cfg)[index]
-    row = {"trial": index, "weights": dict(zip(names, weights.tolist()))}
     out = trial_dir(workdir, index)
-    os.makedirs(out, exist_ok=True)
-    t0 = time.perf_counter()
-    try:
-        tcfg = trial_config(cfg, names, weights)
-        validation.validate_config(tcfg, 1, 1)
-        exp = experiment.build(tcfg, data=make_data(tcfg))
-        result = exp.train(out, devices=jax.devices()[:1])
-        if result.preempted:  # not a result: stop the sweep, the rerun resumes the trial
-            raise SystemExit(f"trial {index} stopped at step {result.step} by a signal; "
-                             "rerun the sweep to resume it from its checkpoint")
-        # Trained to the end before, stopped before its row was written: evaluate it.
-        evaluation = result.eval or exp.evaluate(out, devices=jax.devices()[:1])
-        row |= {"status": "ok", "target": target_loss(cfg, names, evaluation.loss),
-                "eval": evaluation.loss}
-    except Exception as e:  # recorded; the sweep goes on
-        row |= {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=5)}
-    row["seconds"] = time.perf_counter() - t0
-    return _write_row(workdir, row)
+    tcfg = trial_config(cfg, names, weights)
+    validation.validate_config(tcfg, 1, 1)
+    exp = experiment.build(tcfg, data=(make_data or sources.build_data)(tcfg))
+    result = exp.train(out, devices=jax.devices()[:1])
+    if result.preempted:  # not a result: the rerun resumes the trial
+        return {"preempted": result.step}
+    # Trained to the end before, stopped before its status was written: evaluate it.
+    evaluation = result.eval or exp.evaluate(out, devices=jax.devices()[:1])
+    return {"trial": index, "weights": dict(zip(names, weights.tolist())),
+            "target": target_loss(cfg, names, evaluation.loss), "eval": evaluation.loss}
 
 
-def read_rows(workdir: str) -> dict:
-    """trial index -> its latest row."""
+def read_rows(workdir: str, names: list, mixtures: np.ndarray) -> dict:
+    """trial index -> its row: a finished trial's result, or its failure (from the trial's
+    run.json; a sweep written before the executor kept its rows in result.json)."""
     rows = {}
-    for path in glob.glob(os.path.join(workdir, "trials", "*", "result.json")):
-        with open(path) as f:
-            row = json.load(f)
-        rows[row["trial"]] = row
+    for d in sorted(glob.glob(os.path.join(workdir, "trials", "*"))):
+        index, record = int(os.path.basename(d)), executor.status(d)
+        if record is None and os.path.exists(os.path.join(d, "result.json")):
+            with open(os.path.join(d, "result.json")) as f:
+                rows[index] = json.load(f)
+            continue
+        if record is None:
+            continue
+        row = {"trial": index, "weights": dict(zip(names, mixtures[index].tolist()))}
+        if record["status"] == "ok":
+            row |= record["result"]
+        else:
+            row["error"] = record.get("error", record["status"])
+        rows[index] = row | {"status": record["status"], "seconds": record["seconds"]}
     return rows
 
 
@@ -250,82 +247,37 @@ def write_table(workdir: str, rows: dict, names: list) -> None:
                        [r.get("eval", {}).get(n, "") for n in eval_names] + [r.get("error", "")])
 
 
-def _write_row(workdir: str, row: dict) -> dict:
-    os.makedirs(trial_dir(workdir, row["trial"]), exist_ok=True)
-    with open(os.path.join(trial_dir(workdir, row["trial"]), "result.json"), "w") as f:
-        json.dump(row, f, indent=1)
-    return row
 
 
-def run_group(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
-              make_data: RewoundData) -> list:
-    """Trains trials `indices` together (lm/multi.py: one vmapped program, same seed); a
-    failure fails the whole group's rows. Returns and writes their rows."""
+def group_job(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
+              make_data: RewoundData) -> None:
+    """Trials `indices` trained together (lm/multi.py: one vmapped program, same seed); each
+    trial's run.json gets its row (or the group's failure, which is raised)."""
     import jax
     from lm import multi
 
-    names, _ = experiment.domain_names(cfg)
+    names, _ = sources.domain_names(cfg)
     mixtures = draw_trials(cfg)
-    rows = [{"trial": i, "weights": dict(zip(names, mixtures[i].tolist()))} for i in indices]
     t0 = time.perf_counter()
     try:
-        with experiment.compile_cache(workdir):
-            configs = [trial_config(cfg, names, mixtures[i]) for i in indices]
-            exps = [experiment.build(c, data=make_data(c, slot))
-                    for slot, c in enumerate(configs)]
-            if names_of := [m.name for m in exps[0].methods]:
-                raise ValueError(f"config.sweep.vmap_trials={cfg.sweep.vmap_trials} trains no "
-                                 f"host method, but the trials have {names_of}: use "
-                                 "vmap_trials=1")
-            results = multi.train_many(configs[0], [e.data.source for e in exps],
-                                       exps[0].data.eval_sets, exps[0].weighter,
-                                       jax.devices()[0])
-        for row, losses in zip(rows, results):
-            row |= {"status": "ok", "target": target_loss(cfg, names, losses), "eval": losses}
-    except Exception as e:  # recorded; the sweep goes on
-        for row in rows:
-            row |= {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                    "traceback": traceback.format_exc(limit=5)}
-    seconds = (time.perf_counter() - t0) / len(rows)  # each trial's share of the group
-    return [_write_row(workdir, row | {"seconds": seconds}) for row in rows]
-
-
-def _run_local(cfg, todo, workdir, make_data, on_row):
-    make_data = RewoundData(make_data)
-    if cfg.sweep.vmap_trials > 1:
-        for start in range(0, len(todo), cfg.sweep.vmap_trials):
-            for row in run_group(cfg, todo[start:start + cfg.sweep.vmap_trials], workdir,
-                                 make_data):
-                on_row(row)
-        return
-    for i in todo:
-        if (done := read_rows(workdir).get(i)) and done["status"] == "ok":  # e.g. an array job
-            on_row(done)
-            continue
-        on_row(run_trial(cfg, i, workdir, make_data))
-
-
-def _run_ray(cfg, todo, workdir, on_row):
-    import ray
-    if not ray.is_initialized():
-        root = os.path.dirname(os.path.abspath(__file__))
-        env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
-        ray.init(address=cfg.sweep.ray_address or None, include_dashboard=False,
-                 runtime_env={"env_vars": env}, log_to_driver=False)
-    task = ray.remote(num_cpus=cfg.sweep.ray_cpus_per_trial,
-                      num_gpus=cfg.sweep.ray_gpus_per_trial)(run_trial)
-    frozen = ml_collections.ConfigDict(cfg.to_dict())
-    pending = {task.remote(frozen, i, os.path.abspath(workdir)): i for i in todo}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        i = pending.pop(done[0])
-        try:
-            row = ray.get(done[0])
-        except Exception as e:  # the worker died: record it like a failed trial
-            row = _write_row(workdir, {"trial": i, "status": "failed", "weights": {},
-                                       "error": f"{type(e).__name__}: {e}", "seconds": 0.0})
-        on_row(row)
+        configs = [trial_config(cfg, names, mixtures[i]) for i in indices]
+        exps = [experiment.build(c, data=make_data(c, slot)) for slot, c in enumerate(configs)]
+        if names_of := [m.name for m in exps[0].methods]:
+            raise ValueError(f"config.sweep.vmap_trials={cfg.sweep.vmap_trials} trains no host "
+                             f"method, but the trials have {names_of}: use vmap_trials=1")
+        results = multi.train_many(configs[0], [e.data.source for e in exps],
+                                   exps[0].data.eval_sets, exps[0].weighter, jax.devices()[0])
+    except Exception as e:
+        for i in indices:
+            executor.write_status(trial_dir(workdir, i), {
+                "status": "failed", "error": f"{type(e).__name__}: {e}",
+                "seconds": (time.perf_counter() - t0) / len(indices)})
+        raise
+    seconds = (time.perf_counter() - t0) / len(indices)  # each trial's share of the group
+    for i, losses in zip(indices, results):
+        executor.write_status(trial_dir(workdir, i), {"status": "ok", "seconds": seconds, "result": {
+            "trial": i, "weights": dict(zip(names, mixtures[i].tolist())),
+            "target": target_loss(cfg, names, losses), "eval": losses}})
 
 
 def fit_and_choose(cfg: ml_collections.ConfigDict, rows: dict, names: list,
@@ -389,19 +341,21 @@ def _plot(workdir, names, x, y, fit_pred, held_idx, held_pred, chosen, center):
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str,
-        make_data: experiment.MakeData = experiment.build_data) -> dict:
+        make_data: sources.MakeData = sources.build_data) -> dict:
     """Runs the missing trials (or only `sweep.trial`), then fits; returns the summary
     ({"trial": row} when one trial ran alone)."""
     check_config(cfg)
-    names, _ = experiment.domain_names(cfg)
+    names, _ = sources.domain_names(cfg)
     os.makedirs(workdir, exist_ok=True)
     mixtures = draw_trials(cfg)
     with open(os.path.join(workdir, "mixtures.json"), "w") as f:
         json.dump({"domains": names, "mixtures": mixtures.tolist()}, f)
     if cfg.sweep.trial >= 0:
-        return {"trial": run_trial(cfg, cfg.sweep.trial, workdir, make_data)}
+        rows, _ = _train_missing(cfg, [cfg.sweep.trial], workdir, names, make_data, "trial")
+        return {"trial": rows[cfg.sweep.trial]}
     t0 = time.perf_counter()
-    rows, ran = _train_missing(cfg, cfg.sweep.num_trials, workdir, names, make_data, "trial")
+    rows, ran = _train_missing(cfg, range(cfg.sweep.num_trials), workdir, names, make_data,
+                               "trial")
     summary = fit_and_choose(cfg, rows, names, workdir)
     if cfg.sweep.transfer_trials:
         summary["transfer"] = _transfer(cfg, rows, names, workdir, make_data)
@@ -411,32 +365,65 @@ def run(cfg: ml_collections.ConfigDict, workdir: str,
     return summary
 
 
-def _train_missing(cfg, n, workdir, names, make_data, label) -> tuple[dict, int]:
-    """Trains trials 0..n-1 of `workdir` not yet ok (the table rebuilt after each); returns
-    (every row, how many ran)."""
-    rows = read_rows(workdir)
-    todo = [i for i in range(n) if rows.get(i, {}).get("status") != "ok"]
+def jobs(cfg: ml_collections.ConfigDict, todo: list, workdir: str, label: str,
+         make_data: sources.MakeData = sources.build_data) -> list[executor.Job]:
+    """The trials `todo` of the sweep in `workdir` as jobs: one a trial, or (vmap_trials > 1)
+    one a group of trials trained together in DIR/groups/. Local jobs share one RewoundData,
+    so a process builds the pipelines once."""
+    s = cfg.sweep
+    if s.backend == "ray":  # plain values travel; each task builds its own data
+        frozen = ml_collections.ConfigDict(cfg.to_dict())
+        return [executor.Job(f"{label} {i}", trial_job, (frozen, i, os.path.abspath(workdir)),
+                             trial_dir(workdir, i), cpus=s.ray_cpus_per_trial,
+                             gpus=s.ray_gpus_per_trial) for i in todo]
+    rewound = RewoundData(make_data)
+    if s.vmap_trials > 1:
+        groups = [todo[k:k + s.vmap_trials] for k in range(0, len(todo), s.vmap_trials)]
+        return [executor.Job(f"{label}s {g[0]}-{g[-1]}", group_job, (cfg, g, workdir, rewound),
+                             os.path.join(workdir, "groups", f"{g[0]:04d}-{g[-1]:04d}"))
+                for g in groups]
+    return [executor.Job(f"{label} {i}", trial_job, (cfg, i, workdir, rewound),
+                         trial_dir(workdir, i)) for i in todo]
 
-    def on_row(row):
-        rows[row["trial"]] = row
+
+def _train_missing(cfg, indices, workdir, names, make_data, label) -> tuple[dict, int]:
+    """Trains the trials `indices` of `workdir` not yet ok (the table rebuilt after each);
+    returns (every row, how many ran). A trial stopped by a signal stops the sweep."""
+    mixtures = draw_trials(cfg)
+    rows = read_rows(workdir, names, mixtures)
+    todo = [i for i in indices if rows.get(i, {}).get("status") != "ok"]
+
+    def on_done(job, record):
+        nonlocal rows
+        rows = read_rows(workdir, names, mixtures)
         write_table(workdir, rows, names)
-        print(f"{label} {row['trial']}: {row['status']} " + (
-            f"target {row['target']:.4f}" if row["status"] == "ok" else row["error"]) +
-            f" ({row['seconds']:.0f} s)", file=sys.stderr)
+        print(executor.describe(job, record) + "".join(
+            f"; trial {i} target {rows[i]['target']:.4f}" for i in _indices(job)
+            if rows.get(i, {}).get("status") == "ok"), file=sys.stderr, flush=True)
 
-    if todo and cfg.sweep.backend == "ray":
-        _run_ray(cfg, todo, workdir, on_row)
-    elif todo:
-        _run_local(cfg, todo, workdir, make_data, on_row)
+    records = executor.run(jobs(cfg, todo, workdir, label, make_data),
+                           backend="ray" if cfg.sweep.backend == "ray" else "local",
+                           ray_address=cfg.sweep.ray_address, cache_dir=workdir,
+                           on_done=on_done)
+    stopped = [name for name, r in records.items() if r["status"] == "preempted"]
+    if stopped:
+        raise executor.Preempted(f"{', '.join(stopped)} stopped by a signal; rerun the sweep to "
+                                 "resume from the checkpoints")
+    rows = read_rows(workdir, names, mixtures)
     write_table(workdir, rows, names)
     return rows, len(todo)
+
+
+def _indices(job: executor.Job) -> list:
+    """The trials a job of `jobs` trains."""
+    return list(job.args[1]) if isinstance(job.args[1], list) else [job.args[1]]
 
 
 def _transfer(cfg, rows, names, workdir, make_data) -> dict:
     """The first transfer_trials mixtures at the target scale, in DIR/transfer; the rank
     correlation of the two scales' target losses."""
     tcfg, tdir = transfer_config(cfg), os.path.join(workdir, "transfer")
-    trows, _ = _train_missing(tcfg, cfg.sweep.transfer_trials, tdir, names, make_data,
+    trows, _ = _train_missing(tcfg, range(cfg.sweep.transfer_trials), tdir, names, make_data,
                               "transfer trial")
     out = rank_transfer({i: rows[i] for i in range(cfg.sweep.transfer_trials) if i in rows},
                         trows)

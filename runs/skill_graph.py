@@ -5,7 +5,8 @@ A[i, j] = (L_j(start) - L_j(after H steps on i)) / L_j(start). The start is conf
 or, with `skill_graph.start_steps` > 0, a run of that many steps on the config's own mix
 (LEGO from scratch: every skill is at chance at init, so the graph would only say "anything
 helps a bit"). Each training is an ordinary run (`experiment.build(...).train`) of a derived
-config in its own sub-directory, so an interrupted estimate resumes where it stopped.
+config in its own sub-directory, each a job of the one executor (runs/executor.py), so an
+interrupted estimate resumes where it stopped and a finished training is never rerun.
 
 Outputs in the workdir: skill_graph.json ({"skills", "graph", "start_loss", "after_loss",
 "steps"}; `config.reweight.skill_it.graph` reads it) and skill_graph.png (a heatmap).
@@ -17,7 +18,8 @@ import os
 import ml_collections
 import numpy as np
 
-import experiment
+from data import sources
+from runs import executor, experiment
 
 
 def _derived(cfg: ml_collections.ConfigDict, **changes) -> ml_collections.ConfigDict:
@@ -27,16 +29,28 @@ def _derived(cfg: ml_collections.ConfigDict, **changes) -> ml_collections.Config
     return out
 
 
-def _skill_losses(result, names: list) -> np.ndarray:
-    missing = [n for n in names if n not in result.loss]
+def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
+                        make_data: sources.MakeData, devices) -> dict:
+    """One training of the estimate, to the end (resuming), then its eval loss per domain;
+    {"preempted": step} if stopped by a signal."""
+    exp = experiment.build(cfg, data=make_data(cfg))
+    result = exp.train(workdir, devices)
+    if result.preempted:
+        return {"preempted": result.step}
+    # A finished run (a resumed estimate) trains nothing and has no eval: evaluate it.
+    return {"loss": (result.eval or exp.evaluate(workdir, devices)).loss}
+
+
+def _skill_losses(loss: dict, names: list) -> np.ndarray:
+    missing = [n for n in names if n not in loss]
     if missing:
         raise ValueError(f"no eval loss for skills {missing}: the skills graph needs an eval "
                          "domain named like each training domain")
-    return np.array([result.loss[n] for n in names])
+    return np.array([loss[n] for n in names])
 
 
 def estimate(cfg: ml_collections.ConfigDict, workdir: str, *,
-             make_data: experiment.MakeData = experiment.build_data, devices=None) -> dict:
+             make_data: sources.MakeData = sources.build_data, devices=None) -> dict:
     """Trains the start and one H-step run per skill (skipping finished ones), writes
     skill_graph.json and skill_graph.png in the workdir, returns the JSON dict."""
     g = cfg.skill_graph
@@ -49,27 +63,34 @@ def estimate(cfg: ml_collections.ConfigDict, workdir: str, *,
                          "mix (> 0) or a checkpoint to start from")
     os.makedirs(workdir, exist_ok=True)
     quiet = {"train.progress_bar": False, "reweight.mixture": "fixed"}
-
-    def train(c, sub):
-        exp = experiment.build(c, data=make_data(c))
-        # A finished run (a resumed estimate) trains nothing and has no eval: evaluate it.
-        return exp.train(sub, devices).eval or exp.evaluate(sub, devices)
-
-    start = cfg.init_from
-    if g.start_steps:
-        start = os.path.join(workdir, "start")
-        train(_derived(cfg, **quiet, **{"train.steps": g.start_steps, "train.run_steps": 0}),
-              start)
     exp = experiment.build(cfg, train=False, data=make_data(cfg))
     names = list(exp.data.domain_names)
-    start_loss = _skill_losses(exp.evaluate(start, devices), names)
-    after = []
+    start, jobs = cfg.init_from, []
+    if g.start_steps:
+        start = os.path.join(workdir, "start")
+        jobs.append(executor.Job("start", _train_and_evaluate, (_derived(
+            cfg, **quiet, **{"train.steps": g.start_steps, "train.run_steps": 0}), start,
+            make_data, devices), start))
     for name in names:
         sub_cfg = _derived(cfg, **quiet, init_from=start, **{
             "data.weights": f"{name}:1", "train.steps": g.steps, "train.run_steps": 0,
             "train.eval_every": g.steps, "train.checkpoint_every": g.steps,
             "train.warmup_steps": min(cfg.train.warmup_steps, g.steps // 10)})
-        after.append(_skill_losses(train(sub_cfg, os.path.join(workdir, f"on_{name}")), names))
+        sub = os.path.join(workdir, f"on_{name}")
+        jobs.append(executor.Job(f"on_{name}", _train_and_evaluate,
+                                 (sub_cfg, sub, make_data, devices), sub,
+                                 needs=("start",) if g.start_steps else ()))
+    records = executor.run(jobs, on_done=executor.log_done("skill_graph"))
+    for job in jobs:
+        record = records.get(job.name, {"status": "not started"})
+        if record["status"] == "preempted":
+            raise executor.Preempted(f"the skill-graph training {job.name} stopped by a signal; "
+                                     "rerun the estimate to resume it")
+        if record["status"] != "ok":
+            raise RuntimeError(f"the skill-graph training {job.name} ({job.outdir}) did not "
+                               f"finish: {record.get('error', record['status'])}")
+    start_loss = _skill_losses(exp.evaluate(start, devices).loss, names)
+    after = [_skill_losses(records[f"on_{n}"]["result"]["loss"], names) for n in names]
     after = np.stack(after)
     graph = (start_loss[None, :] - after) / start_loss[None, :]
     result = {"skills": names, "graph": graph.tolist(), "start_loss": start_loss.tolist(),

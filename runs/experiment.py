@@ -7,243 +7,24 @@ built one way (`reweight.registry`, with the `Env` below telling them about the 
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
+from data import sources
 from data.mixing import parse_weights
 from lm import checkpoint, loop, sharding, validation
 from lm import reference as reference_lib
 from lm import workdir as workdir_lib
 from reweight import registry
-from reweight.interface import BatchSource, HostMethod, Uniform, Weighter
-
-
-@dataclasses.dataclass
-class Data:
-    """What one process reads: its rows of the training mix and of every eval domain."""
-    source: BatchSource | None  # None when built for evaluation only
-    eval_sets: dict[str, list[dict]]  # eval domain -> this process's rows of its batches
-    domain_names: tuple[str, ...]  # training domains, in domain-id order
-
-
-MakeData = Callable[[ml_collections.ConfigDict], Data]  # e.g. build_data, or a test's own
-
-
-class Seqio:
-    """Tokenized text files (or TFDS datasets) per domain, read through seqio Tasks."""
-
-    def __init__(self, cfg: ml_collections.ConfigDict):
-        from data import domains
-        self.cfg = cfg
-        self.specs = domains.specs_from_config(cfg.data)
-        self.eval_specs = self.specs + (
-            domains.heldout_domains(cfg.data.data_dir) if cfg.data.heldout else []) + (
-            domains.eval_only_domains(cfg.eval.domains, cfg.data.data_dir, cfg.data.text_key,
-                                      cfg.data.tfds_data_dir or None))
-        names = [s.name for s in self.eval_specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"config.eval.domains repeats a domain name of the run: {names}")
-        self._vocab = None
-
-    def names(self) -> tuple[list, list]:
-        return [s.name for s in self.specs], [s.name for s in self.eval_specs]
-
-    def vocab_path(self) -> str | None:
-        """The SentencePiece model the config names (None: byte tokens)."""
-        from data import tokenizer
-        d = self.cfg.data
-        if d.vocab == "builtin":
-            return str(tokenizer.model_path(d.data_dir, self.cfg.model.vocab_size))
-        return None if d.vocab == "byte" else d.vocab
-
-    def vocab(self):
-        if self._vocab is None:
-            from data import tokenizer
-            path, d = self.vocab_path(), self.cfg.data
-            if d.vocab == "builtin" and not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"config.data.vocab='builtin' reads the corpus tokenizer of config.model."
-                    f"vocab_size={self.cfg.model.vocab_size} under config.data.data_dir="
-                    f"{d.data_dir!r}, and {path} does not exist: build it with `python -m "
-                    f"data.tokenizer --data_dir={d.data_dir} --vocab_size="
-                    f"{self.cfg.model.vocab_size}`, or set config.data.vocab to 'byte' or a "
-                    "SentencePiece model file")
-            vocab = tokenizer.load_vocabulary(path)
-            if vocab.vocab_size > self.cfg.model.vocab_size:
-                raise ValueError(f"config.model.vocab_size={self.cfg.model.vocab_size} is "
-                                 f"smaller than the tokenizer's {vocab.vocab_size} ids: raise it")
-            self._vocab = vocab
-        return self._vocab
-
-    def token_counts(self) -> np.ndarray:
-        from data import pipeline
-        return pipeline.natural_token_counts(self.specs, self.vocab_path())
-
-    def _common(self, global_batch: int, index: int, count: int) -> dict:
-        return dict(vocab=self.vocab(), seq_len=self.cfg.data.seq_len, global_batch=global_batch,
-                    process_index=index, process_count=count, data_dir=self.cfg.data.data_dir)
-
-    def check(self, train: bool) -> list[str]:
-        """Every problem of the files a run reads (`data.records`): each training domain's
-        train split when training, each eval domain's validation split (skipped with
-        config.data.check_records=False: the pipeline then stops at the first it reads);
-        then the vocabulary."""
-        from data import records
-        problems = []
-        if not self.cfg.data.check_records:
-            return problems + self._vocab_problems()
-        splits = ([(s, "train") for s in self.specs] if train else []) + [
-            (s, "validation") for s in self.eval_specs]
-        for spec, split in splits:
-            if spec.kind != "tfds" and not records.remote(spec.pattern):
-                problems += records.check(spec.name, spec.kind, spec.pattern, split,
-                                          spec.text_key, spec.unsplit)
-        return problems + self._vocab_problems()
-
-    def _vocab_problems(self) -> list[str]:
-        try:
-            self.vocab()
-        except (ValueError, FileNotFoundError) as e:
-            return [str(e)]
-        return []
-
-    def build(self, train: bool) -> Data:
-        from data import pipeline
-        c = self.cfg
-        common = self._common(c.train.batch_size, jax.process_index(), jax.process_count())
-        source = pipeline.make_train_iter(
-            self.specs, weights=c.data.weights, seed=c.seed,
-            shuffle_buffer_size=c.data.shuffle_buffer_size, **common) if train else None
-        evals = pipeline.make_eval_batches(self.eval_specs, max_rows_per_domain=c.data.eval_rows,
-                                           **common)
-        return Data(source, evals, tuple(self.names()[0]))
-
-    def validation_rows(self, domain: str, rows: int) -> dict:
-        from data import pipeline
-        (spec,) = [s for s in self.eval_specs if s.name == domain] or [None]
-        if spec is None:
-            raise ValueError(f"no eval domain {domain!r}; the eval domains are "
-                             f"{self.names()[1]}")
-        return pipeline.make_eval_batches([spec], max_rows_per_domain=rows,
-                                          **self._common(rows, 0, 1))[domain][0]
-
-    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
-        from data import cloze
-        return cloze.stack(cloze.cloze_rows(self.cfg.data.data_dir, domain, self.vocab().encode,
-                                            length, rows, text_key=self.cfg.data.text_key))
-
-
-def _no_eval_domains(cfg: ml_collections.ConfigDict) -> None:
-    if cfg.eval.domains:
-        raise ValueError(f"config.eval.domains={cfg.eval.domains!r} needs text domains "
-                         f"(config.data.source=seqio), not {cfg.data.source!r}")
-
-
-class Synthetic:
-    """Markov-chain domains the repo generates (data/synthetic.py): tests and quick checks."""
-
-    def __init__(self, cfg: ml_collections.ConfigDict):
-        _no_eval_domains(cfg)
-        self.cfg = cfg
-
-    def _mixture(self, global_batch: int, index: int = 0, count: int = 1):
-        from data.synthetic import SyntheticMixture
-        c = self.cfg
-        return SyntheticMixture(num_domains=c.data.num_domains, vocab_size=c.model.vocab_size,
-                                seq_len=c.data.seq_len, global_batch=global_batch,
-                                weights=c.data.weights, seed=c.seed, process_index=index,
-                                process_count=count)
-
-    def names(self) -> tuple[list, list]:
-        names = [f"synthetic_{d}" for d in range(self.cfg.data.num_domains)]
-        return names, names
-
-    def token_counts(self) -> None:
-        return None
-
-    def check(self, train: bool) -> list[str]:
-        return []  # generated rows: nothing to read
-
-    def build(self, train: bool) -> Data:
-        it = self._mixture(self.cfg.train.batch_size, jax.process_index(), jax.process_count())
-        return Data(it if train else None, it.eval_batches(self.cfg.data.eval_rows),
-                    tuple(it.domain_names))
-
-    def validation_rows(self, domain: str, rows: int) -> dict:
-        return self._mixture(rows).eval_batches(rows)[domain][0]
-
-    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
-        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
-                         "use kind 'validation' on synthetic domains")
-
-
-class Lego:
-    """LEGO chains of k variables (data/lego.py): skills are the depths 1..k."""
-
-    def __init__(self, cfg: ml_collections.ConfigDict):
-        from data import lego
-        _no_eval_domains(cfg)
-        if cfg.model.vocab_size < lego.VOCAB_SIZE:
-            raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
-                             f"LEGO's {lego.VOCAB_SIZE} words: raise it")
-        self.cfg, self.lego = cfg, lego
-        self.gen = lego.Lego(cfg.data.lego_k, cfg.data.lego_supervision, cfg.data.seq_len,
-                             cfg.seed, eval_examples=cfg.data.eval_rows)
-
-    def names(self) -> tuple[list, list]:
-        return list(self.gen.domain_names), list(self.gen.domain_names)
-
-    def token_counts(self) -> None:
-        return None
-
-    def check(self, train: bool) -> list[str]:
-        return []  # generated rows: nothing to read
-
-    def build(self, train: bool) -> Data:
-        common = dict(global_batch=self.cfg.train.batch_size, process_index=jax.process_index(),
-                      process_count=jax.process_count())
-        source = self.lego.make_train_iter(self.gen, weights=self.cfg.data.weights,
-                                           seed=self.cfg.seed, **common) if train else None
-        return Data(source, self.lego.make_eval_batches(self.gen, **common),
-                    tuple(self.gen.domain_names))
-
-    def validation_rows(self, domain: str, rows: int) -> dict:
-        return self.lego.make_eval_batches(self.gen, global_batch=rows,
-                                           max_rows_per_skill=rows)[domain][0]
-
-    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
-        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
-                         "use kind 'validation' on LEGO skills")
-
-
-SOURCES = {"seqio": Seqio, "synthetic": Synthetic, "lego": Lego}
-
-
-def source_of(cfg: ml_collections.ConfigDict):
-    """The data source `config.data.source` names, for this config."""
-    if cfg.data.source not in SOURCES:
-        raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use "
-                         f"{', '.join(SOURCES)}")
-    return SOURCES[cfg.data.source](cfg)
-
-
-def domain_names(cfg: ml_collections.ConfigDict) -> tuple[list, list]:
-    """(training domains, eval domains) without building any pipeline."""
-    return source_of(cfg).names()
-
-
-def build_data(cfg: ml_collections.ConfigDict, *, train: bool = True) -> Data:
-    """This process's data; `train=False` builds the eval sets alone (no training files read)."""
-    return source_of(cfg).build(train)
+from reweight.interface import HostMethod, Uniform, Weighter
 
 
 class Env:
@@ -252,7 +33,7 @@ class Env:
     def __init__(self, cfg: ml_collections.ConfigDict, source: Any = None,
                  domain_names: tuple | None = None):
         self.cfg = cfg
-        self.source = source or source_of(cfg)
+        self.source = source or sources.source_of(cfg)
         self.domain_names = tuple(domain_names or self.source.names()[0])
 
     def weights(self, spec: str) -> np.ndarray:
@@ -287,7 +68,7 @@ class Env:
 class Experiment:
     """A config built: its data, weighter and host methods, ready to train or evaluate."""
     cfg: ml_collections.ConfigDict
-    data: Data
+    data: sources.Data
     weighter: Weighter
     methods: list[HostMethod]
     # name (a field of config.reference) -> the frozen reference model it names
@@ -308,7 +89,7 @@ class Experiment:
                              devices=devices, field=field)
 
 
-def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: Data | None = None,
+def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: sources.Data | None = None,
           problems: Sequence[str] = ()) -> Experiment:
     """Checks everything, then builds: the data source, the mixture weights, the methods
     and, unless `data` is given (its domains are then the methods' too), every record of the
@@ -324,7 +105,7 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: Data | No
             found.append(str(e))
             return default
 
-    source = attempt(lambda: source_of(cfg))
+    source = attempt(lambda: sources.source_of(cfg))
     weighter, methods, references = Uniform(), [], {}
     if source is not None:
         env = Env(cfg, source, data.domain_names if data else None)
@@ -371,7 +152,7 @@ def _reference_problems(cfg: ml_collections.ConfigDict, field: str, path: str) -
     if reference_lib.newest_step(path) is None:
         return [f"{at} holds no checkpoint: give the --workdir of a reference run that has "
                 "saved one (its checkpoints/ folder), or train it to the end first"]
-    if workdir_lib.recorded_config(path) is None:
+    if workdir_lib.read_config(path) is None:
         return [f"{at} has no {workdir_lib.CONFIG_FILE}, so its model shape is unknown: give "
                 "the --workdir of a run of this project"]
     ref, out = recorded_config(path), []
@@ -556,65 +337,6 @@ def compile_cache(workdir: str, environ: bool = False):
         compilation_cache.reset_cache()
 
 
-def sample(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> list[dict]:
-    """Text from the params of `workdir`'s latest checkpoint (or config.init_from), for
-    config.sample's prompt or prompts file: greedy or sampled, seeded. Writes
-    `workdir/samples.jsonl` (one record per prompt) and returns the records."""
-    from lm import decode
-    from lm import train as train_lib
-    s, checkpoint_from = cfg.sample, cfg.init_from or workdir
-    problems = [p for ok, p in (
-        (cfg.data.source == "seqio", f"config.data.source={cfg.data.source!r}: sampling needs "
-                                     "a text vocabulary, so a seqio source"),
-        (0 < s.max_new_tokens < cfg.model.max_len, f"config.sample.max_new_tokens="
-                                                   f"{s.max_new_tokens} must be in [1, "
-                                                   f"model.max_len={cfg.model.max_len})"),
-        (s.temperature >= 0, f"config.sample.temperature={s.temperature} must be >= 0 "
-                             "(0 = greedy)"),
-        (0 <= s.top_k <= cfg.model.vocab_size, f"config.sample.top_k={s.top_k} must be in "
-                                               f"[0, model.vocab_size] (0 = all)"),
-        (not s.prompts_file or os.path.isfile(s.prompts_file),
-         f"config.sample.prompts_file={s.prompts_file!r} is not a file")) if not ok]
-    if problems:
-        raise ValueError("cannot sample:\n  " + "\n  ".join(problems))
-    workdir_lib.check_model_matches(cfg, checkpoint_from)
-    vocab = Seqio(cfg).vocab()
-    if s.prompts_file:
-        with open(s.prompts_file) as f:
-            prompts = [line.rstrip("\n") for line in f if line.strip()]
-    else:
-        prompts = [s.prompt]
-    room = cfg.model.max_len - s.max_new_tokens  # a longer prompt keeps its last tokens
-    encoded = [list(vocab.encode(p))[-room:] if room else [] for p in prompts]
-    rt = train_lib.build_runtime(cfg, Uniform(), 1, devices)
-    chunk, length = 16, min(cfg.model.max_len, max(map(len, encoded)) + s.max_new_tokens)
-    outputs = []
-    with rt.context():
-        params, step = checkpoint.load_params(checkpoint_from, rt.abstract.params)
-        for start in range(0, len(encoded), chunk):
-            part = encoded[start:start + chunk]
-            buffer = np.zeros((chunk, length), np.int32)
-            for i, ids in enumerate(part):
-                buffer[i, :len(ids)] = ids
-            lengths = np.array([len(ids) for ids in part] + [0] * (chunk - len(part)), np.int32)
-            out = decode.decode(rt.model, params, buffer, lengths, s.max_new_tokens,
-                                temperature=s.temperature, top_k=s.top_k,
-                                rng=jax.random.fold_in(jax.random.key(s.seed), start))
-            outputs += np.asarray(out)[:len(part)].tolist()
-    records = []
-    for prompt, ids in zip(prompts, outputs):
-        if vocab.eos_id in ids:  # the document ended there
-            ids = ids[:ids.index(vocab.eos_id)]
-        records.append({"prompt": prompt, "completion": vocab.decode(ids), "tokens": len(ids),
-                        "step": step, "temperature": s.temperature, "top_k": s.top_k,
-                        "seed": s.seed})
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "samples.jsonl"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-    return records
-
-
 def recorded_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir's run recorded (config.json), over today's defaults
     (configs/base.py): fields added since then take their defaults, fields removed since are
@@ -628,41 +350,3 @@ def recorded_config(workdir: str) -> ml_collections.ConfigDict:
     tuples = lambda v: tuple(map(tuples, v)) if isinstance(v, list) else v
     cfg.update_from_flattened_dict({k: tuples(v) for k, v in recorded.items() if k in known})
     return cfg
-
-
-def parse_overrides(text: str) -> list[tuple[str, str]]:
-    """"field=value;field=value" -> [(field, value)]."""
-    out = []
-    for part in (p.strip() for p in text.split(";") if p.strip()):
-        field, sep, value = part.partition("=")
-        if not sep or not field.strip():
-            raise ValueError(f"override {part!r} is not FIELD=VALUE (write e.g. "
-                             "'reweight.instance=loss_based;reweight.r=0.4')")
-        out.append((field.strip(), value.strip()))
-    return out
-
-
-def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> None:
-    """Sets each dotted field, the value read as the field's type (a string field takes the
-    text as it is; any other a Python literal)."""
-    for field, value in parse_overrides(text):
-        *parents, leaf = field.split(".")
-        node = cfg
-        try:
-            for p in parents:
-                node = node[p]
-            current = node[leaf]
-        except (KeyError, AttributeError):
-            raise ValueError(f"{where}: override {field}={value!r} names no config field") from None
-        if isinstance(current, str):
-            parsed = value
-        else:
-            try:
-                parsed = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                raise ValueError(f"{where}: override {field}={value!r}: the field holds "
-                                 f"{type(current).__name__}, and {value!r} is not one") from None
-        try:
-            node[leaf] = parsed
-        except TypeError as e:
-            raise ValueError(f"{where}: override {field}={value!r}: {e}") from None

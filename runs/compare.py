@@ -1,7 +1,8 @@
 """Compare runs: `python main.py --mode=compare --config=configs/compare/<name>.py --workdir=DIR`.
 
 Trains every (arm, seed) of the config's `compare` section in DIR/runs/<arm>/seed<k>/ through
-the ordinary entry point (`experiment.run`), after the runs they need (`compare.prerequisites`:
+the ordinary entry point (`experiment.run`), as jobs of the one executor (runs/executor.py),
+after the runs they need (`compare.prerequisites`:
 a reference model, a DoReMi proxy, a Skill-It graph estimate, a RegMix sweep, each once in
 DIR/prerequisites/<name>/, its workdir written `@name` in any overrides), then tables them
 against the baseline arm: per arm, the mean over seeds and its confidence interval of the final
@@ -21,52 +22,29 @@ compare_differences.png and, where a method changes them, compare_weights.png.
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import dataclasses
 import glob
-import importlib.util
 import json
 import math
-import multiprocessing
 import os
 import re
-import signal
-import sys
-import threading
-import time
-import traceback
 
 import ml_collections
 import numpy as np
 
-import experiment
-import paired_stats
+from data import sources
+from runs import executor, experiment, overrides, stats
+from runs import jobs as jobs_lib
 from lm import flops as flops_lib
-from lm import workdir as workdir_lib
 from lm.metrics import read_metrics
 from lm.model import ModelConfig
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-RUN_FILE = "run.json"
 
 
 # The plan: which runs, with which configs.
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """get_config() of an experiment config file (relative to the cwd or the repository)."""
-    full = path if os.path.exists(path) else os.path.join(ROOT, path)
-    if not os.path.isfile(full):
-        raise ValueError(f"config file {path!r} does not exist (looked in {os.getcwd()} and "
-                         f"{ROOT})")
-    spec = importlib.util.spec_from_file_location(
-        "compare_arm_" + os.path.basename(full)[:-3], full)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
-PREREQUISITE_MODES = ("train", "skill_graph", "sweep")  # main.py modes a prerequisite may run
+PREREQUISITE_MODES = tuple(jobs_lib.KINDS)  # main.py modes a prerequisite may run
 PREREQUISITE = re.compile(r"@([A-Za-z_]\w*)")  # "@name" in overrides: that prerequisite's workdir
 
 
@@ -135,9 +113,9 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         specs.update({f"config.compare.prerequisites.{n}": p
                       for n, p in c.prerequisites.items()})
         for where, spec in specs.items():
-            experiment.parse_overrides(resolve(spec.overrides, cfg, "", f"{where}.overrides"))
-            load_config_file(spec.config)
-        experiment.parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
+            overrides.parse_overrides(resolve(spec.overrides, cfg, "", f"{where}.overrides"))
+            overrides.load_config_file(spec.config)
+        overrides.parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
         prerequisite_order(cfg)
         for name, p in c.prerequisites.items():
             if p.get("mode", "train") not in PREREQUISITE_MODES:
@@ -154,10 +132,10 @@ def run_config(cfg: ml_collections.ConfigDict, arm: str, seed: int,
     (`@name` read as the prerequisite's workdir under `workdir`), then the seed, the
     comparison's eval rows and no progress bar."""
     spec = cfg.compare.arms[arm]
-    run_cfg = load_config_file(spec.config)
+    run_cfg = overrides.load_config_file(spec.config)
     for text, where in ((cfg.compare.overrides, "config.compare.overrides"),
                         (spec.overrides, f"config.compare.arms.{arm}.overrides")):
-        experiment.apply_overrides(run_cfg, resolve(text, cfg, workdir, where), where)
+        overrides.apply_overrides(run_cfg, resolve(text, cfg, workdir, where), where)
     run_cfg.seed = seed
     run_cfg.data.eval_rows = cfg.compare.eval_rows
     run_cfg.train.progress_bar = False
@@ -169,9 +147,9 @@ def prerequisite_config(cfg: ml_collections.ConfigDict, name: str,
     """A prerequisite's experiment config: its file and its own overrides only (not the
     comparison's: a reference has its own data), its file's seed, no progress bar."""
     spec = cfg.compare.prerequisites[name]
-    run_cfg = load_config_file(spec.config)
+    run_cfg = overrides.load_config_file(spec.config)
     where = f"config.compare.prerequisites.{name}.overrides"
-    experiment.apply_overrides(run_cfg, resolve(spec.overrides, cfg, workdir, where), where)
+    overrides.apply_overrides(run_cfg, resolve(spec.overrides, cfg, workdir, where), where)
     run_cfg.train.progress_bar = False
     return run_cfg
 
@@ -180,46 +158,11 @@ def run_dir(workdir: str, arm: str, seed: int) -> str:
     return os.path.join(workdir, "runs", arm, f"seed{seed}")
 
 
-# Running.
+# Running: every run and prerequisite is a job of the one executor (runs/executor.py).
 
-def train_run(run_cfg: ml_collections.ConfigDict, workdir: str, cache_dir: str,
-              mode: str = "train") -> dict:
-    """Trains one run to the end (resuming its checkpoint), or with mode skill_graph estimates
-    a skills graph, or with mode sweep runs a RegMix sweep (its mixture.txt for an arm), and
-    writes its run.json; a failure is recorded there, not raised. Runs share JAX's
-    compilation cache in `cache_dir`."""
-    os.makedirs(workdir, exist_ok=True)
-    if run_status(workdir) == "ok":  # finished meanwhile, by another comparison sharing the run
-        with open(os.path.join(workdir, RUN_FILE)) as f:
-            return json.load(f)
-    t0 = time.perf_counter()
-    record = {"status": "ok"}
-    try:
-        with experiment.compile_cache(cache_dir):
-            if mode == "skill_graph":
-                import skill_graph
-                skill_graph.estimate(run_cfg, workdir)
-                result = {}
-            elif mode == "sweep":
-                import sweep
-                result = sweep.run(run_cfg, workdir)
-                short = run_cfg.sweep.transfer_trials - result.get("transfer", {}).get("n", 0)
-                if result["trials_failed"] or short > 0:  # its rerun retries only those
-                    raise RuntimeError(f"the sweep's trials are not all ok "
-                                       f"({result['trials_failed']} failed, {max(short, 0)} "
-                                       "missing from the transfer check; each result.json "
-                                       f"under {workdir} says why)")
-            else:
-                result = experiment.run(run_cfg, workdir)
-        if "preempted" in result:
-            record = {"status": "preempted", "error": f"stopped by a signal at step "
-                                                      f"{result['preempted']}"}
-    except Exception as e:  # recorded; the comparison goes on
-        record = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                  "traceback": traceback.format_exc(limit=8)}
-    record["seconds"] = time.perf_counter() - t0
-    workdir_lib.write_atomic(os.path.join(workdir, RUN_FILE), json.dumps(record, indent=1))
-    return record
+def _named(cfg: ml_collections.ConfigDict, text: str) -> set:
+    """The prerequisites an overrides text names as "@name"."""
+    return set(PREREQUISITE.findall(text)) & set(cfg.compare.prerequisites.keys())
 
 
 def needed_prerequisites(cfg: ml_collections.ConfigDict, arms: list) -> set:
@@ -228,95 +171,60 @@ def needed_prerequisites(cfg: ml_collections.ConfigDict, arms: list) -> set:
     texts = [c.overrides] + [c.arms[a].overrides for a in arms]
     needed: set = set()
     while texts:
-        new = set(PREREQUISITE.findall(texts.pop())) & set(c.prerequisites.keys()) - needed
+        new = _named(cfg, texts.pop()) - needed
         needed |= new
         texts += [c.prerequisites[n].overrides for n in new]
     return needed
 
 
-def train_prerequisites(cfg: ml_collections.ConfigDict, workdir: str, arms: list) -> None:
-    """Trains each unfinished prerequisite that `arms` need, in dependency order; a failed
-    one stops the comparison (its arms cannot run without it)."""
-    needed = needed_prerequisites(cfg, arms)
-    for name in prerequisite_order(cfg):
-        d = prerequisite_dir(workdir, name)
-        if name not in needed or run_status(d) == "ok":
-            continue
-        record = train_run(prerequisite_config(cfg, name, workdir), d, workdir,
-                           cfg.compare.prerequisites[name].get("mode", "train"))
-        print(f"compare: prerequisite {name}: {record['status']} in {record['seconds']:.0f} s",
-              file=sys.stderr, flush=True)
-        if record["status"] != "ok":
-            raise SystemExit(f"prerequisite {name} ({d}) did not finish: "
-                             f"{record.get('error', record['status'])}; fix it and rerun the "
-                             "comparison (finished runs are kept)")
-
-
-def run_status(workdir: str) -> str | None:
-    """A run directory's recorded status (ok, failed, preempted), None before it ends."""
-    path = os.path.join(workdir, RUN_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)["status"]
-
-
-def end_with_parent(parent: int) -> None:
-    """A worker's initializer: once the comparison that spawned it is gone (killed, even with
-    SIGKILL), the worker gets the SIGTERM of a preempted run, so its run saves and exits
-    rather than training on as an orphan. The rerun resumes it."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _train_all(cfg: ml_collections.ConfigDict, workdir: str, todo: list) -> None:
+def plan(cfg: ml_collections.ConfigDict, workdir: str,
+         pairs: list[tuple[str, int]]) -> list[executor.Job]:
+    """The jobs of (arm, seed) `pairs` and of the prerequisites they need; a job needs the
+    prerequisites its overrides name. Seed by seed: a comparison stopped part-way leaves whole
+    pairs to compare."""
     c = cfg.compare
+    prerequisite = lambda n: f"prerequisites/{n}"
+    jobs = []
+    for name in prerequisite_order(cfg):
+        if name in needed_prerequisites(cfg, sorted({a for a, _ in pairs})):
+            d, p = prerequisite_dir(workdir, name), c.prerequisites[name]
+            jobs.append(executor.Job(
+                prerequisite(name), jobs_lib.run_kind,
+                (p.get("mode", "train"), prerequisite_config(cfg, name, workdir), d), d,
+                needs=tuple(map(prerequisite, sorted(_named(cfg, p.overrides)))),
+                cpus=c.ray_cpus_per_run, gpus=c.ray_gpus_per_run))
+    arms = list(c.arms.keys())
+    for arm, seed in sorted(pairs, key=lambda p: (p[1], arms.index(p[0]))):
+        d = run_dir(workdir, arm, seed)
+        jobs.append(executor.Job(
+            f"runs/{arm}/seed{seed}", jobs_lib.run_kind, ("train", run_config(
+                cfg, arm, seed, workdir), d), d,
+            needs=tuple(map(prerequisite, sorted(_named(cfg, c.overrides + ";" +
+                                                        c.arms[arm].overrides)))),
+            cpus=c.ray_cpus_per_run, gpus=c.ray_gpus_per_run))
+    return jobs
 
-    def done(arm, seed, record):
-        print(f"compare: {arm} seed {seed}: {record['status']}"
-              + (f" ({record['error']})" if record["status"] != "ok" else "")
-              + f" in {record['seconds']:.0f} s", file=sys.stderr, flush=True)
-        if record["status"] == "preempted":
-            raise SystemExit(f"run {arm} seed {seed} stopped by a signal; rerun the comparison "
-                             "to resume it from its checkpoint")
 
-    jobs = [(arm, seed, run_config(cfg, arm, seed, workdir), run_dir(workdir, arm, seed))
-            for arm, seed in todo]
-    if c.backend == "ray":
-        import ray
-        if not ray.is_initialized():
-            env = {"PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-                   "TF_CPP_MIN_LOG_LEVEL": "3"}
-            ray.init(address=c.ray_address or None, include_dashboard=False,
-                     runtime_env={"env_vars": env}, log_to_driver=False)
-        task = ray.remote(num_cpus=c.ray_cpus_per_run, num_gpus=c.ray_gpus_per_run)(train_run)
-        pending = {task.remote(run_cfg, os.path.abspath(d), os.path.abspath(workdir)):
-                   (arm, seed, d) for arm, seed, run_cfg, d in jobs}
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            arm, seed, d = pending.pop(ref)
-            try:
-                record = ray.get(ref)
-            except Exception as e:  # the worker died: record it like a failed run
-                record = {"status": "failed", "error": f"{type(e).__name__}: {e}", "seconds": 0.0}
-                with open(os.path.join(d, RUN_FILE), "w") as f:
-                    json.dump(record, f)
-            done(arm, seed, record)
-    elif c.processes > 1:
-        context = multiprocessing.get_context("spawn")  # JAX does not survive a fork
-        with concurrent.futures.ProcessPoolExecutor(
-                c.processes, mp_context=context, initializer=end_with_parent,
-                initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(train_run, run_cfg, d, workdir): (arm, seed)
-                       for arm, seed, run_cfg, d in jobs}
-            for future in concurrent.futures.as_completed(futures):
-                done(*futures[future], future.result())
-    else:
-        for arm, seed, run_cfg, d in jobs:
-            done(arm, seed, train_run(run_cfg, d, workdir))
+def _train_all(cfg: ml_collections.ConfigDict, workdir: str, pairs: list) -> None:
+    """Runs the jobs of `pairs` not finished yet. A prerequisite that did not finish, or a run
+    stopped by a signal, stops the comparison (its table would be missing them) once the
+    other jobs have ended; a failed run is recorded and left out of the table."""
+    c = cfg.compare
+    backend = "ray" if c.backend == "ray" else "processes" if c.processes > 1 else "local"
+    jobs = plan(cfg, workdir, pairs)
+    records = executor.run(jobs, backend=backend, processes=c.processes,
+                           ray_address=c.ray_address, cache_dir=workdir,
+                           on_done=executor.log_done("compare"))
+    for job in jobs:
+        record = records.get(job.name, {"status": "not started"})
+        if job.name.startswith("prerequisites/") and record["status"] != "ok":
+            raise SystemExit(f"prerequisite {job.name.split('/', 1)[1]} ({job.outdir}) did not "
+                             f"finish: {record.get('error', record['status'])}; fix it and "
+                             "rerun the comparison (finished runs are kept)")
+    stopped = [j.name for j in jobs if records.get(j.name, {}).get("status") == "preempted"]
+    if stopped:
+        raise SystemExit(f"{', '.join(stopped)} stopped by a signal; rerun the comparison to "
+                         "resume from the checkpoints")
 
 
 # Reading runs.
@@ -361,10 +269,7 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     """A run's config, eval curve, weights, tokens, FLOPs (with its methods' own overhead) and
     wall time, from its workdir; `seed` defaults to the recorded one."""
     run = Run(arm, -1 if seed is None else seed, workdir, "incomplete")
-    record = {}
-    if os.path.exists(os.path.join(workdir, RUN_FILE)):
-        with open(os.path.join(workdir, RUN_FILE)) as f:
-            record = json.load(f)
+    record = executor.status(workdir) or {}
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path) or not os.path.exists(
             os.path.join(workdir, "metrics.jsonl")):
@@ -378,7 +283,7 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     run.evals = [m for m in metrics if any(k.startswith("eval/") and k.endswith("/loss")
                                            and k.count("/") == 2 for k in m)]
     run.weights = [m for m in metrics if any(k.startswith("mixture/") for k in m)]
-    run.train_domains = list(experiment.domain_names(cfg)[0])
+    run.train_domains = list(sources.domain_names(cfg)[0])
     evaluated = [k.split("/")[1] for k in (run.evals[-1] if run.evals else {})
                  if k.endswith("/loss") and k.count("/") == 2]
     run.heldout_domains = [d for d in evaluated if d not in run.train_domains]
@@ -459,9 +364,9 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
 
     def quantities(r: Run) -> dict:
         steps, curve = r.curve(headline)
-        reached = paired_stats.first_step_at(steps, curve, target)
+        reached = stats.first_step_at(steps, curve, target)
         q = {"loss/train_mean": float(np.mean([r.final(d) for d in headline])),
-             "auc/train_mean": paired_stats.curve_mean(steps, curve),
+             "auc/train_mean": stats.curve_mean(steps, curve),
              "steps_to_target": reached / base_steps,
              # equal compute: a selection's FLOPs count from the step it is made
              "flops_to_target": (r.flops_at(reached) if math.isfinite(reached) else math.nan)
@@ -496,17 +401,17 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
             for r in runs if r.arm == arm and r.status != "ok"], "quantities": {}}
         for name in names:
             values = {s: q[name] for s, q in mine.items()}
-            entry = paired_stats.mean_ci(list(values.values()), confidence).as_dict()
+            entry = stats.mean_ci(list(values.values()), confidence).as_dict()
             if name in ("steps_to_target", "flops_to_target", "steps_to_accuracy"):
                 entry["reached"] = sum(math.isfinite(v) for v in values.values())
             if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy",
                                                            "steps_to_target",
                                                            "flops_to_target",
                                                            "steps_to_accuracy"):
-                diff = paired_stats.paired_difference(
+                diff = stats.paired_difference(
                     values, {s: q[name] for s, q in base.items()}, confidence)
                 entry["diff"] = diff.as_dict()
-                entry["verdict"] = paired_stats.verdict(
+                entry["verdict"] = stats.verdict(
                     diff, lower_is_better=not name.startswith("accuracy"))
             arm_out["quantities"][name] = entry
         out["arms"][arm] = arm_out
@@ -657,7 +562,7 @@ def plot(runs: list[Run], summary: dict, workdir: str) -> list[str]:
                   curves[arm].items() if s in curves[baseline] and c[0] ==
                   curves[baseline][s][0] == steps]
         if arm != baseline and paired:
-            est = [paired_stats.mean_ci(col, summary["confidence"]) for col in zip(*paired)]
+            est = [stats.mean_ci(col, summary["confidence"]) for col in zip(*paired)]
             dax.plot(steps, [e.mean for e in est], color=f"C{i}", label=arm)
             dax.fill_between(steps, [e.low for e in est], [e.high for e in est],
                              color=f"C{i}", alpha=0.2)
@@ -733,11 +638,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         title = f"Comparison of existing runs: {', '.join(dict.fromkeys(r.arm for r in runs))}"
     else:
         pairs = [(arm, seed) for arm in c.arms.keys() for seed in seeds_of(cfg)]
-        # Seed by seed: a comparison stopped part-way leaves whole pairs to compare.
-        todo = sorted(((a, s) for a, s in pairs if run_status(run_dir(workdir, a, s)) != "ok"),
-                      key=lambda p: (p[1], list(c.arms.keys()).index(p[0])))
+        todo = [(a, s) for a, s in pairs if not executor.is_done(run_dir(workdir, a, s))]
         if todo:
-            train_prerequisites(cfg, workdir, sorted({a for a, _ in todo}))
             _train_all(cfg, workdir, todo)
         runs = [read_run(run_dir(workdir, a, s), a, s) for a, s in pairs]
         title = f"Comparison: {', '.join(c.arms.keys())}"

@@ -1,0 +1,236 @@
+"""The data sources a config names (`config.data.source`): each gives the domain names, the
+files' problems before any work, this process's training stream and eval rows, and the rows a
+method's reference set reads. The builder (runs/experiment.py) dispatches through `SOURCES`;
+nothing here knows the model or the methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+
+@dataclasses.dataclass
+class Data:
+    """What one process reads: its rows of the training mix and of every eval domain."""
+    # The mixed training stream (next / get_state / set_state / set_weights, the shape of
+    # reweight.interface.BatchSource); None when built for evaluation only.
+    source: Any
+    eval_sets: dict[str, list[dict]]  # eval domain -> this process's rows of its batches
+    domain_names: tuple[str, ...]  # training domains, in domain-id order
+
+
+MakeData = Callable[[ml_collections.ConfigDict], Data]  # e.g. build_data, or a test's own
+
+
+class Seqio:
+    """Tokenized text files (or TFDS datasets) per domain, read through seqio Tasks."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        from data import domains
+        self.cfg = cfg
+        self.specs = domains.specs_from_config(cfg.data)
+        self.eval_specs = self.specs + (
+            domains.heldout_domains(cfg.data.data_dir) if cfg.data.heldout else []) + (
+            domains.eval_only_domains(cfg.eval.domains, cfg.data.data_dir, cfg.data.text_key,
+                                      cfg.data.tfds_data_dir or None))
+        names = [s.name for s in self.eval_specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"config.eval.domains repeats a domain name of the run: {names}")
+        self._vocab = None
+
+    def names(self) -> tuple[list, list]:
+        return [s.name for s in self.specs], [s.name for s in self.eval_specs]
+
+    def vocab_path(self) -> str | None:
+        """The SentencePiece model the config names (None: byte tokens)."""
+        from data import tokenizer
+        d = self.cfg.data
+        if d.vocab == "builtin":
+            return str(tokenizer.model_path(d.data_dir, self.cfg.model.vocab_size))
+        return None if d.vocab == "byte" else d.vocab
+
+    def vocab(self):
+        if self._vocab is None:
+            from data import tokenizer
+            path, d = self.vocab_path(), self.cfg.data
+            if d.vocab == "builtin" and not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"config.data.vocab='builtin' reads the corpus tokenizer of config.model."
+                    f"vocab_size={self.cfg.model.vocab_size} under config.data.data_dir="
+                    f"{d.data_dir!r}, and {path} does not exist: build it with `python -m "
+                    f"data.tokenizer --data_dir={d.data_dir} --vocab_size="
+                    f"{self.cfg.model.vocab_size}`, or set config.data.vocab to 'byte' or a "
+                    "SentencePiece model file")
+            vocab = tokenizer.load_vocabulary(path)
+            if vocab.vocab_size > self.cfg.model.vocab_size:
+                raise ValueError(f"config.model.vocab_size={self.cfg.model.vocab_size} is "
+                                 f"smaller than the tokenizer's {vocab.vocab_size} ids: raise it")
+            self._vocab = vocab
+        return self._vocab
+
+    def token_counts(self) -> np.ndarray:
+        from data import pipeline
+        return pipeline.natural_token_counts(self.specs, self.vocab_path())
+
+    def _common(self, global_batch: int, index: int, count: int) -> dict:
+        return dict(vocab=self.vocab(), seq_len=self.cfg.data.seq_len, global_batch=global_batch,
+                    process_index=index, process_count=count, data_dir=self.cfg.data.data_dir)
+
+    def check(self, train: bool) -> list[str]:
+        """Every problem of the files a run reads (`data.records`): each training domain's
+        train split when training, each eval domain's validation split (skipped with
+        config.data.check_records=False: the pipeline then stops at the first it reads);
+        then the vocabulary."""
+        from data import records
+        problems = []
+        if not self.cfg.data.check_records:
+            return problems + self._vocab_problems()
+        splits = ([(s, "train") for s in self.specs] if train else []) + [
+            (s, "validation") for s in self.eval_specs]
+        for spec, split in splits:
+            if spec.kind != "tfds" and not records.remote(spec.pattern):
+                problems += records.check(spec.name, spec.kind, spec.pattern, split,
+                                          spec.text_key, spec.unsplit)
+        return problems + self._vocab_problems()
+
+    def _vocab_problems(self) -> list[str]:
+        try:
+            self.vocab()
+        except (ValueError, FileNotFoundError) as e:
+            return [str(e)]
+        return []
+
+    def build(self, train: bool) -> Data:
+        from data import pipeline
+        c = self.cfg
+        common = self._common(c.train.batch_size, jax.process_index(), jax.process_count())
+        source = pipeline.make_train_iter(
+            self.specs, weights=c.data.weights, seed=c.seed,
+            shuffle_buffer_size=c.data.shuffle_buffer_size, **common) if train else None
+        evals = pipeline.make_eval_batches(self.eval_specs, max_rows_per_domain=c.data.eval_rows,
+                                           **common)
+        return Data(source, evals, tuple(self.names()[0]))
+
+    def validation_rows(self, domain: str, rows: int) -> dict:
+        from data import pipeline
+        (spec,) = [s for s in self.eval_specs if s.name == domain] or [None]
+        if spec is None:
+            raise ValueError(f"no eval domain {domain!r}; the eval domains are "
+                             f"{self.names()[1]}")
+        return pipeline.make_eval_batches([spec], max_rows_per_domain=rows,
+                                          **self._common(rows, 0, 1))[domain][0]
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        from data import cloze
+        return cloze.stack(cloze.cloze_rows(self.cfg.data.data_dir, domain, self.vocab().encode,
+                                            length, rows, text_key=self.cfg.data.text_key))
+
+
+def _no_eval_domains(cfg: ml_collections.ConfigDict) -> None:
+    if cfg.eval.domains:
+        raise ValueError(f"config.eval.domains={cfg.eval.domains!r} needs text domains "
+                         f"(config.data.source=seqio), not {cfg.data.source!r}")
+
+
+class Synthetic:
+    """Markov-chain domains the repo generates (data/synthetic.py): tests and quick checks."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        _no_eval_domains(cfg)
+        self.cfg = cfg
+
+    def _mixture(self, global_batch: int, index: int = 0, count: int = 1):
+        from data.synthetic import SyntheticMixture
+        c = self.cfg
+        return SyntheticMixture(num_domains=c.data.num_domains, vocab_size=c.model.vocab_size,
+                                seq_len=c.data.seq_len, global_batch=global_batch,
+                                weights=c.data.weights, seed=c.seed, process_index=index,
+                                process_count=count)
+
+    def names(self) -> tuple[list, list]:
+        names = [f"synthetic_{d}" for d in range(self.cfg.data.num_domains)]
+        return names, names
+
+    def token_counts(self) -> None:
+        return None
+
+    def check(self, train: bool) -> list[str]:
+        return []  # generated rows: nothing to read
+
+    def build(self, train: bool) -> Data:
+        it = self._mixture(self.cfg.train.batch_size, jax.process_index(), jax.process_count())
+        return Data(it if train else None, it.eval_batches(self.cfg.data.eval_rows),
+                    tuple(it.domain_names))
+
+    def validation_rows(self, domain: str, rows: int) -> dict:
+        return self._mixture(rows).eval_batches(rows)[domain][0]
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
+                         "use kind 'validation' on synthetic domains")
+
+
+class Lego:
+    """LEGO chains of k variables (data/lego.py): skills are the depths 1..k."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        from data import lego
+        _no_eval_domains(cfg)
+        if cfg.model.vocab_size < lego.VOCAB_SIZE:
+            raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
+                             f"LEGO's {lego.VOCAB_SIZE} words: raise it")
+        self.cfg, self.lego = cfg, lego
+        self.gen = lego.Lego(cfg.data.lego_k, cfg.data.lego_supervision, cfg.data.seq_len,
+                             cfg.seed, eval_examples=cfg.data.eval_rows)
+
+    def names(self) -> tuple[list, list]:
+        return list(self.gen.domain_names), list(self.gen.domain_names)
+
+    def token_counts(self) -> None:
+        return None
+
+    def check(self, train: bool) -> list[str]:
+        return []  # generated rows: nothing to read
+
+    def build(self, train: bool) -> Data:
+        common = dict(global_batch=self.cfg.train.batch_size, process_index=jax.process_index(),
+                      process_count=jax.process_count())
+        source = self.lego.make_train_iter(self.gen, weights=self.cfg.data.weights,
+                                           seed=self.cfg.seed, **common) if train else None
+        return Data(source, self.lego.make_eval_batches(self.gen, **common),
+                    tuple(self.gen.domain_names))
+
+    def validation_rows(self, domain: str, rows: int) -> dict:
+        return self.lego.make_eval_batches(self.gen, global_batch=rows,
+                                           max_rows_per_skill=rows)[domain][0]
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
+                         "use kind 'validation' on LEGO skills")
+
+
+SOURCES = {"seqio": Seqio, "synthetic": Synthetic, "lego": Lego}
+
+
+def source_of(cfg: ml_collections.ConfigDict):
+    """The data source `config.data.source` names, for this config."""
+    if cfg.data.source not in SOURCES:
+        raise ValueError(f"config.data.source={cfg.data.source!r} is unknown; use "
+                         f"{', '.join(SOURCES)}")
+    return SOURCES[cfg.data.source](cfg)
+
+
+def domain_names(cfg: ml_collections.ConfigDict) -> tuple[list, list]:
+    """(training domains, eval domains) without building any pipeline."""
+    return source_of(cfg).names()
+
+
+def build_data(cfg: ml_collections.ConfigDict, *, train: bool = True) -> Data:
+    """This process's data; `train=False` builds the eval sets alone (no training files read)."""
+    return source_of(cfg).build(train)

@@ -1,0 +1,67 @@
+"""Config files and the overrides mini-language that comparisons and sweeps apply to them.
+
+A comparison arm or prerequisite names an experiment config file and "field=value;..."
+overrides; a sweep's transfer check names overrides of the target scale. Both read through
+here, so a field is set one way everywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+
+import ml_collections
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """get_config() of an experiment config file (relative to the cwd or the repository)."""
+    full = path if os.path.exists(path) else os.path.join(ROOT, path)
+    if not os.path.isfile(full):
+        raise ValueError(f"config file {path!r} does not exist (looked in {os.getcwd()} and "
+                         f"{ROOT})")
+    spec = importlib.util.spec_from_file_location(
+        "compare_arm_" + os.path.basename(full)[:-3], full)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def parse_overrides(text: str) -> list[tuple[str, str]]:
+    """"field=value;field=value" -> [(field, value)]."""
+    out = []
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        field, sep, value = part.partition("=")
+        if not sep or not field.strip():
+            raise ValueError(f"override {part!r} is not FIELD=VALUE (write e.g. "
+                             "'reweight.instance=loss_based;reweight.r=0.4')")
+        out.append((field.strip(), value.strip()))
+    return out
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> None:
+    """Sets each dotted field, the value read as the field's type (a string field takes the
+    text as it is; any other a Python literal)."""
+    for field, value in parse_overrides(text):
+        *parents, leaf = field.split(".")
+        node = cfg
+        try:
+            for p in parents:
+                node = node[p]
+            current = node[leaf]
+        except (KeyError, AttributeError):
+            raise ValueError(f"{where}: override {field}={value!r} names no config field") from None
+        if isinstance(current, str):
+            parsed = value
+        else:
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{where}: override {field}={value!r}: the field holds "
+                                 f"{type(current).__name__}, and {value!r} is not one") from None
+        try:
+            node[leaf] = parsed
+        except TypeError as e:
+            raise ValueError(f"{where}: override {field}={value!r}: {e}") from None
