@@ -1,10 +1,14 @@
-"""Runs one experiment: `python main.py --config=configs/<name>.py --workdir=DIR`.
+"""The one command: `python main.py --config=configs/<name>.py --workdir=DIR [--mode=...]`.
+
+Without --mode, a config runs in its own mode: a comparison config (configs/compare/) in
+compare, an experiment config in train; a sweep or skill-graph config asks for its flag.
 
 --mode=train trains (resuming from DIR's latest checkpoint if there is one);
 --mode=eval reports per-domain validation loss of DIR's latest checkpoint (or config.init_from).
---mode=sweep runs a RegMix mixture sweep of proxy trainings in DIR (see sweep.py).
---mode=skill_graph estimates a Skill-It skills graph in DIR (see skill_graph.py).
---mode=compare trains and compares arms x seeds in DIR, or compares existing runs (compare.py).
+--mode=sweep runs a RegMix mixture sweep of proxy trainings in DIR (runs/sweep.py).
+--mode=skill_graph estimates a Skill-It skills graph in DIR (runs/skill_graph.py).
+--mode=compare trains and compares arms x seeds in DIR, or compares existing runs
+(runs/compare.py).
 --mode=sample writes text from DIR's latest checkpoint for config.sample's prompts.
 Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json, and
 whatever the run's methods write (e.g. mixture.txt for DoReMi).
@@ -20,8 +24,9 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "skill_graph", "compare", "sample"],
-                  "what to run")
+flags.DEFINE_enum("mode", None, ["train", "eval", "sweep", "skill_graph", "compare", "sample"],
+                  "what to run (default: the config's own: compare for a comparison config, "
+                  "else train)")
 flags.DEFINE_bool("allow_config_change", False,
                   "resume a workdir whose recorded config differs (the differing fields are named)")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -32,11 +37,12 @@ def main(argv):
     """Runs the mode; on any error prints it and exits with status 1 at once. After an error,
     TensorFlow's input threads can deadlock the interpreter's shutdown (seen with a bad JSONL
     record), so the exit skips it; the loop has closed the checkpoints and logs by then."""
+    from runs import executor
     try:
         _main(argv)
     except Exception as e:  # SystemExit and KeyboardInterrupt keep their own exits
-        if isinstance(e, (ValueError, FileNotFoundError, FloatingPointError)) and not \
-                FLAGS["verbosity"].present:  # bad input: the message says what and how to fix
+        clean = (ValueError, FileNotFoundError, FloatingPointError, executor.Preempted)
+        if isinstance(e, clean) and not FLAGS["verbosity"].present:  # says what, and the fix
             print(f"error: {e}\n(--verbosity=0 shows the traceback)", file=sys.stderr)
         else:
             traceback.print_exc()
@@ -47,39 +53,42 @@ def main(argv):
 
 def _main(argv):
     del argv
+    from runs import overrides
     cfg, workdir = FLAGS.config, FLAGS.workdir
+    mode = overrides.check_mode(cfg, FLAGS.mode, config_flags.get_config_filename(
+        FLAGS["config"]))
     if FLAGS["verbosity"].present:  # the libraries' own logs, as absl's --verbosity asks
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:  # quiet: warnings and errors only, TensorFlow's native INFO lines off
         logging.set_verbosity(logging.WARNING)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if FLAGS.mode == "sweep":  # many trainings (sweep.py)
+    if mode == "sweep":  # many trainings (runs/sweep.py)
         from runs import sweep
         print(json.dumps(sweep.run(cfg, workdir)))
         return
-    if FLAGS.mode == "compare":  # arms x seeds, then the table (compare.py)
+    if mode == "compare":  # arms x seeds, then the table (runs/compare.py)
         from runs import compare
         compare.run(cfg, workdir)
         with open(os.path.join(workdir, "compare.md")) as f:
             print(f.read())
         return
-    if FLAGS.mode == "skill_graph":  # one H-step training per skill (skill_graph.py)
+    if mode == "skill_graph":  # one H-step training per skill
         from runs import skill_graph
         print(json.dumps(skill_graph.estimate(cfg, workdir)))
         return
     import jax
     from data import sources
     from runs import experiment, sample
-    if FLAGS.mode == "sample":
+    if mode == "sample":
         for record in sample.sample(cfg, workdir):
             print(f"--- {record['prompt']!r}\n{record['prompt']}{record['completion']}")
         print(f"samples in {os.path.join(workdir, 'samples.jsonl')}")
         return
-    result = experiment.run(cfg, workdir, mode=FLAGS.mode,
+    result = experiment.run(cfg, workdir, mode=mode,
                             allow_config_change=FLAGS.allow_config_change)
     if jax.process_index() != 0:
         return
-    if FLAGS.mode == "eval" and result:
+    if mode == "eval" and result:
         from lm.metrics import eval_table
         losses = {k.split("/")[1]: v for k, v in result.items()
                   if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}

@@ -65,3 +65,33 @@ def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> No
             node[leaf] = parsed
         except TypeError as e:
             raise ValueError(f"{where}: override {field}={value!r}: {e}") from None
+
+
+def kind_of(cfg: ml_collections.ConfigDict) -> str:
+    """What a config file is for: "compare" (a comparison: a compare section), or, for an
+    experiment config, "sweep" / "skill_graph" when it sets that section away from the
+    defaults (configs/sweep_regmix.py), else "experiment" (train, eval, sample)."""
+    from configs import base
+    if "compare" in cfg:
+        return "compare"
+    default = base.get_config()
+    for section in ("sweep", "skill_graph"):
+        if section in cfg and cfg[section].to_dict() != default[section].to_dict():
+            return section
+    return "experiment"
+
+
+def check_mode(cfg: ml_collections.ConfigDict, mode: str | None, path: str) -> str:
+    """The main.py mode to run config file `path` in: `mode` when given and it fits the
+    config's kind, else the kind's own mode; a mismatch is one line naming the flag to use."""
+    kind = kind_of(cfg)
+    if kind == "compare" and mode not in (None, "compare"):
+        raise ValueError(f"{path} is a comparison config (it has a compare section): run it "
+                         f"with --mode=compare, not --mode={mode}")
+    if kind != "compare" and mode == "compare":
+        raise ValueError(f"{path} is an experiment config (no compare section): --mode=compare "
+                         "takes a comparison config, e.g. configs/compare/demo.py")
+    if mode is None and kind in ("sweep", "skill_graph"):
+        raise ValueError(f"{path} sets config.{kind}.*: add --mode={kind} to run it as a "
+                         f"{kind.replace('_', ' ')}, or --mode=train to train one run of it")
+    return mode or ("compare" if kind == "compare" else "train")

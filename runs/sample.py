@@ -36,7 +36,8 @@ def sample(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> list[d
          f"config.sample.prompts_file={s.prompts_file!r} is not a file")) if not ok]
     if problems:
         raise ValueError("cannot sample:\n  " + "\n  ".join(problems))
-    workdir_lib.check_model_matches(cfg, checkpoint_from)
+    workdir_lib.check_model_matches(cfg, checkpoint_from,
+                                    "config.init_from" if cfg.init_from else "--workdir")
     vocab = sources.Seqio(cfg).vocab()
     if s.prompts_file:
         with open(s.prompts_file) as f:

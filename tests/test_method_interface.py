@@ -207,3 +207,8 @@ def test_importing_the_train_step_and_loop_loads_no_method_and_no_data_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True)
     assert out.stdout.split("\n")[-2] == "['reweight', 'reweight.interface']", out.stdout
+
+
+def test_main_is_the_only_script_at_the_root():
+    """Orchestration lives in runs/; the root shows the entry point alone."""
+    assert [os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "*.py"))] == ["main.py"]
