@@ -7,7 +7,7 @@ that restore (`checkpoint.load_params`), laid out on the run's mesh by the logic
 of the reference's own model (which may be wider or deeper than the trained one). Its params
 are an argument of the jitted functions, never a closed-over constant (a constant would be
 copied into every compiled program), and are never checkpointed: a resumed run reloads them.
-The caller (experiment.py) checks that the reference shares the vocabulary and row length.
+The caller (runs/experiment.py) checks that the reference shares the vocabulary and row length.
 """
 
 import dataclasses

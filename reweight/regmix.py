@@ -10,7 +10,7 @@ less spiky. Then the paper's safeguards (no domain repeated more than `max_epoch
 weights zeroed); regress the target validation loss on the mixture (ridge-regularised linear by
 default, gradient-boosted trees as an option); check the fit by its Spearman rank correlation
 on held-out trials; predict over many simulated mixtures and average the top k. Running the
-trials is orchestration (sweep.py).
+trials is orchestration (runs/sweep.py).
 """
 
 from typing import Callable, Sequence

@@ -275,9 +275,10 @@ def group_job(cfg: ml_collections.ConfigDict, indices: list, workdir: str,
         raise
     seconds = (time.perf_counter() - t0) / len(indices)  # each trial's share of the group
     for i, losses in zip(indices, results):
-        executor.write_status(trial_dir(workdir, i), {"status": "ok", "seconds": seconds, "result": {
-            "trial": i, "weights": dict(zip(names, mixtures[i].tolist())),
-            "target": target_loss(cfg, names, losses), "eval": losses}})
+        row = {"trial": i, "weights": dict(zip(names, mixtures[i].tolist())),
+               "target": target_loss(cfg, names, losses), "eval": losses}
+        executor.write_status(trial_dir(workdir, i), {"status": "ok", "seconds": seconds,
+                                                      "result": row})
 
 
 def fit_and_choose(cfg: ml_collections.ConfigDict, rows: dict, names: list,

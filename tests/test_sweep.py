@@ -211,3 +211,16 @@ def test_transfer_trains_the_same_mixtures_at_the_target_scale(tmp_path):
         with pytest.raises(ValueError, match=match):
             sweep.run(_cfg(transfer_trials=4, transfer_overrides=bad), str(tmp_path / "bad"))
     assert not os.path.exists(tmp_path / "bad" / "trials")
+
+
+def test_vmapped_groups_are_jobs_that_resume(local_sweep, tmp_path):
+    """vmap_trials=2: two group jobs of two trials; each trial's run.json holds its row (the
+    separate trials' losses), and a rerun trains nothing."""
+    workdir, _ = local_sweep
+    summary = sweep.run(_cfg(vmap_trials=2), str(tmp_path))
+    assert summary["trials_run"] == 4 and summary["trials_ok"] == 4
+    assert sorted(os.listdir(tmp_path / "groups")) == ["0000-0001", "0002-0003"]
+    for a, b in zip(_rows(workdir), _rows(str(tmp_path))):
+        assert a["weights"] == b["weights"] and b["status"] == "ok"
+        assert a["target"] == pytest.approx(b["target"], rel=1e-4)
+    assert sweep.run(_cfg(vmap_trials=2), str(tmp_path))["trials_run"] == 0

@@ -4,7 +4,7 @@
 
 A comparison trains every arm with every seed (run k of each arm uses seed k: the same initial
 params and, where the mixture is the same, the same batches) and tables them against the
-baseline arm (compare.py). Override any field on the command line, e.g.
+baseline arm (runs/compare.py). Override any field on the command line, e.g.
 `--config.compare.seeds=0,1,2,3,4`.
 """
 
