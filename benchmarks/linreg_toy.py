@@ -39,11 +39,11 @@ from reweight.interface import StepInputs  # noqa: E402
 DIM, BATCH = 200, 128
 METHODS = {  # name -> config.reweight overrides
     "uniform": dict(instance="uniform"),
-    "quadratic r=1": dict(instance="loss_based", strategy="quadratic", r=1.0),
-    "linupper r=1": dict(instance="loss_based", strategy="linupper", r=1.0),
-    "linupper r=0.4": dict(instance="loss_based", strategy="linupper", r=0.4),
-    "extremes r=1": dict(instance="loss_based", strategy="extremes", r=1.0),
-    "extremes r=0.4": dict(instance="loss_based", strategy="extremes", r=0.4),
+    "quadratic r=1": dict(instance="loss_based", loss_based=dict(strategy="quadratic", r=1.0)),
+    "linupper r=1": dict(instance="loss_based", loss_based=dict(strategy="linupper", r=1.0)),
+    "linupper r=0.4": dict(instance="loss_based", loss_based=dict(strategy="linupper", r=0.4)),
+    "extremes r=1": dict(instance="loss_based", loss_based=dict(strategy="extremes", r=1.0)),
+    "extremes r=0.4": dict(instance="loss_based", loss_based=dict(strategy="extremes", r=0.4)),
 }
 
 

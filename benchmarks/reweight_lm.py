@@ -42,9 +42,9 @@ from lm.metrics import read_metrics  # noqa: E402
 
 METHODS = {  # name -> config.reweight overrides (the papers' temperatures)
     "uniform": dict(instance="uniform"),
-    "linupper": dict(instance="loss_based", strategy="linupper", r=0.4),
-    "quadratic": dict(instance="loss_based", strategy="quadratic", r=1.0),
-    "extremes": dict(instance="loss_based", strategy="extremes", r=0.4),
+    "linupper": dict(instance="loss_based", loss_based=dict(strategy="linupper", r=0.4)),
+    "quadratic": dict(instance="loss_based", loss_based=dict(strategy="quadratic", r=1.0)),
+    "extremes": dict(instance="loss_based", loss_based=dict(strategy="extremes", r=0.4)),
 }
 REAL = corpus.DOMAINS
 
@@ -111,7 +111,8 @@ def main():
         start_state = data.source.get_state()
         for method, overrides in METHODS.items():
             cfg = base.copy_and_resolve_references()
-            cfg.reweight.update(**overrides, warmup_steps=steps // 20)
+            cfg.reweight.update(**overrides)
+            cfg.reweight.loss_based.warmup_steps = steps // 20
             data.source.set_state(start_state)
             workdir = os.path.join(args.workdir, f"{method}_seed{seed}")
             experiment.build(cfg, data=data).train(workdir, devices=jax.devices()[:1])

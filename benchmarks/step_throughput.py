@@ -166,7 +166,7 @@ def main():
         weighters = {"uniform": Uniform()}
         for strategy in ("linupper", "quadratic", "extremes"):
             rcfg = overhead_cfg.copy_and_resolve_references()
-            rcfg.reweight.update(instance="loss_based", strategy=strategy, r=0.4)
+            rcfg.reweight.update(instance="loss_based", loss_based=dict(strategy=strategy, r=0.4))
             weighters[strategy] = registry.make_weighter(rcfg, experiment.Env(rcfg))
         times = time_side_by_side(overhead_cfg, weighters, steps, repeats + 2)
         overhead = {name: t / times["uniform"] for name, t in times.items()}

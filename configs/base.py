@@ -1,4 +1,5 @@
 """Every field an experiment can set, with its default. Other configs build on this one.
+Each method's own fields (config.reweight.<method>) are declared in its module in reweight/.
 
   python main.py --config=configs/base.py --workdir=workdirs/base
 
@@ -6,6 +7,8 @@ Override any field on the command line, e.g. `--config.train.steps=100`.
 """
 
 import ml_collections
+
+from reweight import registry
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -118,77 +121,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.reweight.instance = "uniform"  # in-step weighter (per-example or per-token weights)
     c.reweight.mixture = "fixed"  # domain-weight policy on the host (fixed = config.data.weights)
     c.reweight.selector = "none"  # stage selector between training stages (none = as drawn)
-    # loss_based (Sow et al. 2025) only, see reweight/loss_based.py:
-    c.reweight.strategy = "quadratic"  # linupper | quadratic | extremes (fms-fsdp `upper` = linupper)
-    c.reweight.r = 1.0  # softmax temperature; max weight ratio e^(d/r); larger is closer to uniform
-    c.reweight.d = 1.0  # per-example losses are min-max normalised to [-d, d]
-    c.reweight.warmup_steps = 0  # uniform weights for the first steps
-    c.reweight.r_schedule = "constant"  # constant | step (r_start, then r) | linear (r_start to r)
-    c.reweight.r_start = 100.0  # step/linear schedules: r at step 0
-    c.reweight.r_schedule_steps = 0  # step/linear schedules: steps until r is reached (> 0)
-    # MATES stage selector (selector="mates"), see reweight/mates.py:
-    c.reweight.mates = ml_collections.ConfigDict()
-    c.reweight.mates.mode = "mates"  # mates (influence model) | random (equal scores, same path)
-    c.reweight.mates.stage_steps = 200  # steps per stage; stage 0 trains on the mix as drawn
-    c.reweight.mates.selection_ratio = 0.2  # rows kept of the candidate pool (pool = stage / ratio)
-    c.reweight.mates.tau = 0.5  # Gumbel-top-k temperature over the z-scored predicted influence
-    c.reweight.mates.probe_size = 192  # pool candidates probed per stage (rounded to probe_chunk)
-    c.reweight.mates.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
-    # first_order (<grad L_ref, optimizer update>, recommended: see README) | exact (step, re-eval)
-    c.reweight.mates.probe = "first_order"
-    # cloze (last-word cloze of reference_domain's validation text) | validation (its rows after
-    # the eval's first data.eval_rows: held out from the eval)
-    c.reweight.mates.reference = "cloze"
-    c.reweight.mates.reference_domain = "books"  # the domain whose validation split it uses
-    c.reweight.mates.reference_rows = 64  # reference examples the probe evaluates
-    c.reweight.mates.reference_len = 64  # tokens per reference row (context left-truncated)
-    c.reweight.mates.model_dim = 32  # influence model: width
-    c.reweight.mates.model_heads = 4  # influence model: attention heads
-    c.reweight.mates.model_layers = 1  # influence model: transformer layers (after an n-gram conv)
-    c.reweight.mates.fit_lr = 1e-3  # influence model: AdamW learning rate
-    c.reweight.mates.fit_epochs = 15  # influence model: passes over the probed candidates
-    c.reweight.mates.fit_batch = 32  # influence model: rows per update
-    c.reweight.mates.holdout = 0.1  # fraction of the probes held out for Spearman / Pearson
-    # Extra candidates probed per stage, neither fitted nor selected on, for diagnostics: the
-    # influence model's Spearman on them, the oracle's split-half reliability (0 = off)
-    c.reweight.mates.diagnostic_probes = 0
-    c.reweight.mates.warm_start = True  # start each stage's fit from the previous stage's model
-    # Mixture policies of reweight/schedule.py, doremi.py, odm.py (reweight.mixture = natural |
-    # schedule | upsample | doremi | odm). WEIGHTS below: uniform | natural | name:w,... | file:PATH
-    c.reweight.schedule = ml_collections.ConfigDict()
-    c.reweight.schedule.phases = "0=natural"  # "FRACTION=WEIGHTS;..." over the fraction of steps
-    c.reweight.upsample = ml_collections.ConfigDict()
-    c.reweight.upsample.base = "natural"  # WEIGHTS before the switch
-    c.reweight.upsample.domains = "code,math"  # domains upsampled at the end
-    c.reweight.upsample.factor = 2.0  # their weights times this, renormalised (others keep ratios)
-    c.reweight.upsample.last_fraction = 0.15  # final fraction of train.steps in the upsampled mix
-    c.reweight.doremi = ml_collections.ConfigDict()
-    # token (the paper's: per-token max(l_proxy - l_ref, 0) on the training batch, a forward of
-    # config.reference.workdir in the step) | domain_mean (means vs the reference's eval.json)
-    c.reweight.doremi.excess = "token"
-    c.reweight.doremi.reference = ""  # excess=domain_mean: the reference run's eval.json
-    c.reweight.doremi.eta = 1.0  # step size of log alpha += eta * excess loss
-    c.reweight.doremi.smoothing = 1e-3  # c: alpha = (1 - c) alpha + c / K
-    c.reweight.doremi.update_every = 10  # steps between updates (the paper: 1; each syncs)
-    c.reweight.doremi.signal = "train"  # proxy loss: train (since last update) | eval (latest)
-    # rho1 (Lin et al. 2024) only, see reweight/rho1.py: needs config.reference.workdir.
-    c.reweight.rho1 = ml_collections.ConfigDict()
-    c.reweight.rho1.keep = 0.6  # fraction of the global batch's loss tokens kept (paper: 0.6-0.7)
-    # ref_select (reweight/ref_select.py): keep the pool rows a reference model scores best.
-    c.reweight.ref_select = ml_collections.ConfigDict()
-    # perplexity (lowest loss under config.reference.workdir) | xent_diff (highest
-    # l_general - l_target, Moore & Lewis 2010: config.reference.general and .target)
-    c.reweight.ref_select.mode = "perplexity"
-    c.reweight.ref_select.selection_ratio = 0.5  # rows kept of the candidate pool
-    c.reweight.ref_select.stage_steps = 0  # steps per stage, each selected anew (0 = once, at step 0)
-    c.reweight.ref_select.score_batch = 32  # pool rows scored per reference forward (global)
-    c.reweight.odm = ml_collections.ConfigDict()
-    c.reweight.odm.smoothing = 0.9  # a: reward R = a R + (1 - a) loss / pi
-    c.reweight.odm.update_every = 10  # steps per bandit round
-    # exp3 (the paper's formula: reward loss / pi) | smoothed_mean (its repository: exp(loss))
-    c.reweight.odm.variant = "exp3"
+    # Each method's own fields, config.reweight.<method name> (e.g. config.reweight.loss_based.r),
+    # with their defaults and comments in its module's defaults(): reweight/loss_based.py,
+    # rho1.py, schedule.py, upsample.py, doremi.py, odm.py, skill_it.py, mates.py, ref_select.py.
+    c.reweight.update(registry.defaults())
 
-    # --mode=sweep only (sweep.py, reweight/regmix.py): RegMix-style mixture sweep.
+    # --mode=sweep only (runs/sweep.py, reweight/regmix.py): RegMix-style mixture sweep.
     c.sweep = ml_collections.ConfigDict()
     c.sweep.num_trials = 64  # proxy trainings, one per drawn mixture (>= 2)
     c.sweep.center = "natural"  # WEIGHTS the Dirichlet's prior is made from
@@ -218,18 +156,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.transfer_trials = 0
     c.sweep.transfer_overrides = ""  # e.g. "model.d_model=128;model.num_layers=4;train.steps=500"
     c.sweep.vmap_trials = 1  # local: trials trained together with jax.vmap (1 = one at a time)
-    # skill_it (Chen et al. 2023) only, see reweight/skill_it.py:
-    c.reweight.skill_it = ml_collections.ConfigDict()
-    # Skills graph A[i, j] (training on i helps j): "" = identity, rows of a matrix literal
-    # "1,0;1,1", or a .json file written by `main.py --mode=skill_graph`.
-    c.reweight.skill_it.graph = ""
-    c.reweight.skill_it.off_diagonal_ones = 0.5  # written off-diagonal 1s become this (reference: 0.5)
-    c.reweight.skill_it.eta = 0.5  # softmax temperature on A @ (summed eval losses)
-    c.reweight.skill_it.window = 3  # evaluations summed per update (counts evals, not rounds)
-    c.reweight.skill_it.update_every = 1000  # steps per round; weights recomputed each round
-    c.reweight.skill_it.target = ""  # comma-separated target skills ("" = every skill)
-    c.reweight.skill_it.normalize = "none"  # none | initial (each loss / its first eval)
-    # --mode=skill_graph only (skill_graph.py): brute-force estimate of the skills graph.
+    # --mode=skill_graph only (runs/skill_graph.py): brute-force estimate of the skills graph.
     c.skill_graph = ml_collections.ConfigDict()
     c.skill_graph.start_steps = 0  # uniform-mix steps to the shared start (0 = init/init_from)
     c.skill_graph.steps = 100  # H: steps on each skill alone from the start

@@ -12,5 +12,6 @@ from configs import tiny
 
 def get_config():
     c = tiny.get_config()
-    c.reweight.update(instance="loss_based", strategy="linupper", r=0.4, d=1.0, warmup_steps=15)
+    c.reweight.instance = "loss_based"
+    c.reweight.loss_based.update(strategy="linupper", r=0.4, d=1.0, warmup_steps=15)
     return c

@@ -2,7 +2,8 @@
 
 Every problem found is reported, one line each, naming the field, the value and the fix, in
 one ValueError: a researcher fixes a config once, not once per run. Checks of a method's own
-fields live with the method (its factory raises); these are the ones the core owns.
+fields live with the method (its module's `problems`; the builder lists them in the same
+error as these); these are the ones the core owns.
 """
 
 import math

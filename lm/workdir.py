@@ -1,9 +1,16 @@
 """A workdir holds one run: its config is recorded there, and a different one may not resume it.
 
 Resuming with another model, data mix, method or schedule would silently train a hybrid that
-matches no config. Fields that change only how the run is watched or laid out (logging,
-checkpoint cadence, the mesh) may differ; everything else must match unless the caller allows
-it, and the error names every differing field.
+matches no config. The resume rule, field by field (dotted names), recorded vs. today's:
+- a field renamed since the run was recorded is read under today's name (`RENAMED`, old name
+  -> new, used by every reader of a recorded config), so a rename alone is no difference;
+- a field the recorded config lacks (added since) is no difference when today's value is its
+  default (configs/base.py): that default is what the older run did; a recorded field that no
+  longer exists is one (rename it in `RENAMED`, or allow the change);
+- fields that change only how the run is watched or laid out (`MAY_DIFFER`: logging,
+  checkpoint cadence, the mesh) may differ;
+- any other difference stops the resume with one error naming every differing field, unless
+  --allow_config_change is given.
 """
 
 import contextlib
@@ -14,7 +21,7 @@ import time
 import warnings
 
 import ml_collections
-from flax.traverse_util import flatten_dict
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 CONFIG_FILE = "config.json"
 
@@ -24,18 +31,33 @@ MAY_DIFFER = ("train.run_steps", "train.progress_bar", "train.log_every", "train
               "data.prefetch", "data.eval_rows", "data.data_dir", "data.tfds_data_dir",
               "data.check_records",
               "eval.", "sample.", "mesh.", "init_from")
+# Config fields renamed since runs were recorded: old dotted name -> today's. Data, not code:
+# a rename adds a line here, and every older workdir still resumes and reads under the new name.
+RENAMED = {
+    "reweight.strategy": "reweight.loss_based.strategy",
+    "reweight.r": "reweight.loss_based.r",
+    "reweight.d": "reweight.loss_based.d",
+    "reweight.warmup_steps": "reweight.loss_based.warmup_steps",
+    "reweight.r_schedule": "reweight.loss_based.r_schedule",
+    "reweight.r_start": "reweight.loss_based.r_start",
+    "reweight.r_schedule_steps": "reweight.loss_based.r_schedule_steps",
+}
 
 
 def _as_json(cfg: ml_collections.ConfigDict) -> dict:
     return json.loads(cfg.to_json_best_effort())
 
 
-def differences(old: dict, new: dict, ignore=()) -> list[str]:
-    """'field: old -> new' for every leaf that differs, skipping fields under `ignore`."""
+def differences(old: dict, new: dict, ignore=(), defaults: dict | None = None) -> list[str]:
+    """'field: old -> new' for every leaf that differs, skipping fields under `ignore` and,
+    given `defaults`, fields absent from `old` whose new value is their default."""
     a, b = flatten_dict(old, sep="."), flatten_dict(new, sep=".")
+    default = flatten_dict(defaults, sep=".") if defaults is not None else {}
     out = []
     for key in sorted(set(a) | set(b)):
         if any(key == p or (p.endswith(".") and key.startswith(p)) for p in ignore):
+            continue
+        if key not in a and key in default and b.get(key) == default[key]:
             continue
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             out.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
@@ -43,19 +65,27 @@ def differences(old: dict, new: dict, ignore=()) -> list[str]:
 
 
 def read_config(workdir: str) -> dict | None:
+    """The config recorded in `workdir` (None if there is none), renamed fields under today's
+    names (`RENAMED`; where a file holds both, today's name wins)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        flat = flatten_dict(json.load(f), sep=".")
+    today = {RENAMED[k]: v for k, v in flat.items() if k in RENAMED}
+    today |= {k: v for k, v in flat.items() if k not in RENAMED}
+    return unflatten_dict(today, sep=".")
 
 
-def check_resume(cfg: ml_collections.ConfigDict, workdir: str, *, has_checkpoint: bool,
+def check_resume(cfg: ml_collections.ConfigDict, workdir: str, *,
+                 defaults: ml_collections.ConfigDict, has_checkpoint: bool,
                  allow_config_change: bool = False) -> None:
-    """Refuses to resume a run whose recorded config differs in a field that matters."""
+    """Refuses to resume a run whose recorded config differs in a field that matters (the
+    module docstring's rule); `defaults` are today's (configs/base.py), which a field the
+    recorded config lacks may keep."""
     old = read_config(workdir)
     if has_checkpoint and old is not None and not allow_config_change:
-        diff = differences(old, _as_json(cfg), ignore=MAY_DIFFER)
+        diff = differences(old, _as_json(cfg), ignore=MAY_DIFFER, defaults=_as_json(defaults))
         if diff:
             raise ValueError(
                 f"--workdir={workdir} holds a run with another config; resuming it with this one "

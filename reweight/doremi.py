@@ -40,6 +40,48 @@ from reweight.interface import DomainSums, MethodEnv, MixturePolicy
 EXCESS = ("token", "domain_mean")
 
 
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.doremi: the policy's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    # token (the paper's: per-token max(l_proxy - l_ref, 0) on the training batch, a forward of
+    # config.reference.workdir in the step) | domain_mean (means vs the reference's eval.json)
+    c.excess = "token"
+    c.reference = ""  # excess=domain_mean: the reference run's eval.json
+    c.eta = 1.0  # step size of log alpha += eta * excess loss
+    c.smoothing = 1e-3  # c: alpha = (1 - c) alpha + c / K
+    c.update_every = 10  # steps between updates (the paper: 1; each syncs)
+    c.signal = "train"  # proxy loss: train (since last update) | eval (latest)
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.doremi, one message each, building nothing (the
+    reference losses file is read when the policy is built)."""
+    d = cfg.reweight.doremi
+    return _problems(d.eta, d.smoothing, d.update_every, d.signal, d.excess)
+
+
+def _problems(eta: float, smoothing: float, update_every: int, signal: str,
+              excess: str) -> list[str]:
+    field, out = "config.reweight.doremi", []
+    if not eta > 0:
+        out.append(f"{field}.eta must be > 0, got {eta}: the step size of the log weights")
+    if not 0.0 <= smoothing <= 1.0:
+        out.append(f"{field}.smoothing must be in [0, 1], got {smoothing}: the share of "
+                   "uniform mixed into the weights")
+    if update_every < 1:
+        out.append(f"{field}.update_every must be >= 1 step, got {update_every}")
+    if signal not in ("train", "eval"):
+        out.append(f"{field}.signal={signal!r}: use train or eval")
+    if excess not in EXCESS:
+        out.append(f"{field}.excess={excess!r} is unknown: use token (the paper's, a reference "
+                   "forward in the step) or domain_mean")
+    elif excess == "token" and signal == "eval":
+        out.append(f"{field}.signal={signal!r} with excess='token': the per-token excess is "
+                   "measured on the training batch; use signal=train")
+    return out
+
+
 def load_reference_losses(path: str, names: Sequence[str]) -> np.ndarray:
     """Per-domain reference losses from a JSON file: main.py's eval.json ("eval/NAME/loss")
     or {NAME: loss}."""
@@ -63,18 +105,8 @@ class DoReMi(MixturePolicy):
     def __init__(self, names: Sequence[str], reference: np.ndarray | None, *, eta: float = 1.0,
                  smoothing: float = 1e-3, update_every: int = 10, signal: str = "train",
                  excess: str = "domain_mean"):
-        if eta <= 0 or not 0.0 <= smoothing <= 1.0 or update_every < 1:
-            raise ValueError(f"DoReMi needs eta > 0, 0 <= smoothing <= 1, update_every >= 1; got "
-                             f"eta={eta}, smoothing={smoothing}, update_every={update_every}")
-        if signal not in ("train", "eval"):
-            raise ValueError(f"config.reweight.doremi.signal={signal!r}: use train or eval")
-        if excess not in EXCESS:
-            raise ValueError(f"config.reweight.doremi.excess={excess!r} is unknown: use token "
-                             "(the paper's, a reference forward in the step) or domain_mean")
-        if excess == "token" and signal != "train":
-            raise ValueError(f"config.reweight.doremi.signal={signal!r} with excess='token': "
-                             "the per-token excess is measured on the training batch; use "
-                             "signal=train")
+        if found := _problems(eta, smoothing, update_every, signal, excess):
+            raise ValueError("\n".join(found))
         self.excess_form = excess
         self.needs_reference = excess == "token"
         self.names = list(names)

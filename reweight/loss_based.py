@@ -24,6 +24,7 @@ on silently: the policy keeps the weights and their metrics readable, it does no
 """
 
 import math
+import numbers
 from typing import Callable
 
 import jax
@@ -47,19 +48,65 @@ _ALIASES = {
 }
 R_SCHEDULES = ("constant", "step", "linear")
 _MIN_RANGE = 1e-6  # the papers' floor on l_max - l_min: equal losses give h = 0, uniform weights
+FIELD = "config.reweight.loss_based"
 
 
-def _positive(name: str, value, meaning: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"config.reweight.{name} must be a finite number > 0, got {value}: {meaning}")
-    return value
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.loss_based: LossBased's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    c.strategy = "quadratic"  # linupper | quadratic | extremes (fms-fsdp `upper` = linupper)
+    c.r = 1.0  # softmax temperature; max weight ratio e^(d/r); larger is closer to uniform
+    c.d = 1.0  # per-example losses are min-max normalised to [-d, d]
+    c.warmup_steps = 0  # uniform weights for the first steps
+    c.r_schedule = "constant"  # constant | step (r_start, then r) | linear (r_start to r)
+    c.r_start = 100.0  # step/linear schedules: r at step 0
+    c.r_schedule_steps = 0  # step/linear schedules: steps until r is reached (> 0)
+    return c
 
 
-def _non_negative_int(name: str, value, meaning: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 0:
-        raise ValueError(f"config.reweight.{name} must be an integer >= 0, got {value!r}: {meaning}")
-    return int(value)
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.loss_based, one message each, building nothing."""
+    return _problems(**cfg.reweight.loss_based)
+
+
+def _positive(name: str, value, meaning: str) -> list[str]:
+    if isinstance(value, numbers.Real) and math.isfinite(value) and value > 0:
+        return []
+    return [f"{FIELD}.{name} must be a finite number > 0, got {value}: {meaning}"]
+
+
+def _non_negative_int(name: str, value, meaning: str) -> list[str]:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0 \
+            or not float(value).is_integer():
+        return [f"{FIELD}.{name} must be an integer >= 0, got {value!r}: {meaning}"]
+    return []
+
+
+def _problems(strategy: str, r: float, d: float, warmup_steps: int, r_schedule: str,
+              r_start: float, r_schedule_steps: int) -> list[str]:
+    """The checks of LossBased's settings, shared by the config and the constructor."""
+    out = []
+    if strategy not in STRATEGIES:
+        hint = f" ({_ALIASES[strategy]})" if strategy in _ALIASES else ""
+        out.append(f"{FIELD}.strategy={strategy!r} is unknown{hint}; choose one of "
+                   f"{sorted(STRATEGIES)}")
+    out += _positive("r", r, "r is the softmax temperature; larger is closer to uniform")
+    out += _positive("d", d, "losses are normalised to [-d, d]; the papers use 1")
+    out += _non_negative_int("warmup_steps", warmup_steps,
+                             "the number of first steps with uniform weights")
+    if r_schedule not in R_SCHEDULES:
+        out.append(f"{FIELD}.r_schedule={r_schedule!r} is unknown; choose one of "
+                   f"{list(R_SCHEDULES)}")
+    elif r_schedule != "constant":
+        out += _positive("r_start", r_start,
+                         f"the temperature the {r_schedule} r schedule starts from")
+        steps = _non_negative_int("r_schedule_steps", r_schedule_steps,
+                                  "the steps the r schedule takes to reach r")
+        if not steps and r_schedule_steps == 0:
+            steps = [f"{FIELD}.r_schedule_steps must be > 0 with r_schedule={r_schedule!r}, "
+                     "got 0: set the steps it takes to reach r, or use r_schedule='constant'"]
+        out += steps
+    return out
 
 
 class LossBased:
@@ -74,30 +121,12 @@ class LossBased:
 
     def __init__(self, strategy: str, r: float, d: float = 1.0, warmup_steps: int = 0,
                  r_schedule: str = "constant", r_start: float = 100.0, r_schedule_steps: int = 0):
-        if strategy not in STRATEGIES:
-            hint = f" ({_ALIASES[strategy]})" if strategy in _ALIASES else ""
-            raise ValueError(f"config.reweight.strategy={strategy!r} is unknown{hint}; choose one of "
-                             f"{sorted(STRATEGIES)}")
-        if r_schedule not in R_SCHEDULES:
-            raise ValueError(f"config.reweight.r_schedule={r_schedule!r} is unknown; choose one of "
-                             f"{list(R_SCHEDULES)}")
-        self.strategy = strategy
-        self.r = _positive("r", r, "r is the softmax temperature; larger is closer to uniform")
-        self.d = _positive("d", d, "losses are normalised to [-d, d]; the papers use 1")
-        self.warmup_steps = _non_negative_int(
-            "warmup_steps", warmup_steps, "the number of first steps with uniform weights")
-        self.r_schedule = r_schedule
-        self.r_start = r_start
-        self.r_schedule_steps = r_schedule_steps
-        if r_schedule != "constant":
-            self.r_start = _positive("r_start", r_start, f"the temperature the {r_schedule} r schedule "
-                                     "starts from")
-            self.r_schedule_steps = _non_negative_int(
-                "r_schedule_steps", r_schedule_steps, "the steps the r schedule takes to reach r")
-            if self.r_schedule_steps == 0:
-                raise ValueError(f"config.reweight.r_schedule_steps must be > 0 with "
-                                 f"r_schedule={r_schedule!r}, got 0: set the steps it takes to reach r, "
-                                 "or use r_schedule='constant'")
+        found = _problems(strategy, r, d, warmup_steps, r_schedule, r_start, r_schedule_steps)
+        if found:
+            raise ValueError("\n".join(found))
+        self.strategy, self.r_schedule = strategy, r_schedule
+        self.r, self.d, self.warmup_steps = float(r), float(d), int(warmup_steps)
+        self.r_start, self.r_schedule_steps = float(r_start), int(r_schedule_steps)
 
     def temperature(self, step: jax.Array) -> jax.Array:
         """r at `step` (counted from 0, warm-up included): the "step" schedule holds r_start for
@@ -154,7 +183,5 @@ class LossBased:
 
 
 def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> LossBased:
-    r = cfg.reweight
-    return LossBased(strategy=r.strategy, r=r.r, d=r.d, warmup_steps=r.warmup_steps,
-                     r_schedule=r.r_schedule, r_start=r.r_start,
-                     r_schedule_steps=r.r_schedule_steps)
+    """The weighter of config.reweight.loss_based (every bad field in one error)."""
+    return LossBased(**cfg.reweight.loss_based)

@@ -412,28 +412,65 @@ class Mates(HostMethod):
         self.source.restore_selection(state["selection"])
 
 
-def _check(ok: bool, field: str, value: Any, what: str) -> None:
-    if not ok:
-        raise ValueError(f"config.reweight.mates.{field} must be valid, got {value!r}: {what}")
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.mates: the selector's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    c.mode = "mates"  # mates (influence model) | random (equal scores, same path)
+    c.stage_steps = 200  # steps per stage; stage 0 trains on the mix as drawn
+    c.selection_ratio = 0.2  # rows kept of the candidate pool (pool = stage / ratio)
+    c.tau = 0.5  # Gumbel-top-k temperature over the z-scored predicted influence
+    c.probe_size = 192  # pool candidates probed per stage (rounded to probe_chunk)
+    c.probe_chunk = 8  # candidates per vmapped probe call (multiple of processes)
+    # first_order (<grad L_ref, optimizer update>, recommended: see README) | exact (step, re-eval)
+    c.probe = "first_order"
+    # cloze (last-word cloze of reference_domain's validation text) | validation (its rows after
+    # the eval's first data.eval_rows: held out from the eval)
+    c.reference = "cloze"
+    c.reference_domain = "books"  # the domain whose validation split it uses
+    c.reference_rows = 64  # reference examples the probe evaluates
+    c.reference_len = 64  # tokens per reference row (context left-truncated)
+    c.model_dim = 32  # influence model: width
+    c.model_heads = 4  # influence model: attention heads
+    c.model_layers = 1  # influence model: transformer layers (after an n-gram conv)
+    c.fit_lr = 1e-3  # influence model: AdamW learning rate
+    c.fit_epochs = 15  # influence model: passes over the probed candidates
+    c.fit_batch = 32  # influence model: rows per update
+    c.holdout = 0.1  # fraction of the probes held out for Spearman / Pearson
+    # Extra candidates probed per stage, neither fitted nor selected on, for diagnostics: the
+    # influence model's Spearman on them, the oracle's split-half reliability (0 = off)
+    c.diagnostic_probes = 0
+    c.warm_start = True  # start each stage's fit from the previous stage's model
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.mates, one message each, building nothing."""
+    m = cfg.reweight.mates
+    checks = (
+        (m.stage_steps > 0, "stage_steps", m.stage_steps, "steps per stage; > 0"),
+        (m.stage_steps < cfg.train.steps, "stage_steps", m.stage_steps,
+         f"must be below config.train.steps={cfg.train.steps}, or the run is one stage and "
+         "nothing is ever selected"),
+        (0 < m.selection_ratio <= 1, "selection_ratio", m.selection_ratio,
+         "the fraction of the pool kept; in (0, 1]"),
+        (m.mode in MODES, "mode", m.mode, f"one of {MODES}"),
+        (m.probe in PROBES, "probe", m.probe, f"one of {PROBES}"),
+        (m.tau > 0, "tau", m.tau, "the Gumbel-top-k temperature; > 0"),
+        (m.probe_chunk > 0 and m.probe_size >= 2 * m.probe_chunk, "probe_size", m.probe_size,
+         "candidates probed per stage: at least 2 * probe_chunk"),
+        (0 < m.holdout < 0.5, "holdout", m.holdout, "the hold-out fraction; in (0, 0.5)"),
+        (m.diagnostic_probes >= 0, "diagnostic_probes", m.diagnostic_probes,
+         "extra candidates probed for the diagnostics; >= 0 (0 = off)"),
+        (m.reference in REFERENCES, "reference", m.reference, f"one of {REFERENCES}"))
+    return [f"config.reweight.mates.{field} must be valid, got {value!r}: {what}"
+            for ok, field, value, what in checks if not ok]
 
 
 def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Mates:
-    """Checks config.reweight.mates, then builds the reference set and the method."""
+    """Checks config.reweight.mates (every bad field in one error), then builds the reference
+    set and the method."""
+    if found := problems(cfg):
+        raise ValueError("\n".join(found))
     m = cfg.reweight.mates
-    _check(m.stage_steps > 0, "stage_steps", m.stage_steps, "steps per stage; > 0")
-    _check(m.stage_steps < cfg.train.steps, "stage_steps", m.stage_steps,
-           f"must be below config.train.steps={cfg.train.steps}, or the run is one stage "
-           "and nothing is ever selected")
-    _check(0 < m.selection_ratio <= 1, "selection_ratio", m.selection_ratio,
-           "the fraction of the pool kept; in (0, 1]")
-    _check(m.mode in MODES, "mode", m.mode, f"one of {MODES}")
-    _check(m.probe in PROBES, "probe", m.probe, f"one of {PROBES}")
-    _check(m.tau > 0, "tau", m.tau, "the Gumbel-top-k temperature; > 0")
-    _check(m.probe_chunk > 0 and m.probe_size >= 2 * m.probe_chunk, "probe_size",
-           m.probe_size, "candidates probed per stage: at least 2 * probe_chunk")
-    _check(0 < m.holdout < 0.5, "holdout", m.holdout, "the hold-out fraction; in (0, 0.5)")
-    _check(m.diagnostic_probes >= 0, "diagnostic_probes", m.diagnostic_probes,
-           "extra candidates probed for the diagnostics; >= 0 (0 = off)")
-    _check(m.reference in REFERENCES, "reference", m.reference, f"one of {REFERENCES}")
     return Mates(cfg, env.reference_rows(m.reference, m.reference_domain, m.reference_rows,
                                          m.reference_len))

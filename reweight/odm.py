@@ -44,17 +44,43 @@ def exploration(t: int, k: int) -> float:
 VARIANTS = ("exp3", "smoothed_mean")
 
 
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.odm: the policy's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    c.smoothing = 0.9  # a: reward R = a R + (1 - a) loss / pi
+    c.update_every = 10  # steps per bandit round
+    # exp3 (the paper's formula: reward loss / pi) | smoothed_mean (its repository: exp(loss))
+    c.variant = "exp3"
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.odm, one message each, building nothing."""
+    o = cfg.reweight.odm
+    return _problems(o.smoothing, o.update_every, o.variant)
+
+
+def _problems(smoothing: float, update_every: int, variant: str) -> list[str]:
+    field, out = "config.reweight.odm", []
+    if not 0.0 <= smoothing < 1.0:
+        out.append(f"{field}.smoothing must be in [0, 1), got {smoothing}: the weight of the "
+                   "old reward in each update")
+    if update_every < 1:
+        out.append(f"{field}.update_every must be >= 1 step, got {update_every}")
+    if variant not in VARIANTS:
+        out.append(f"{field}.variant={variant!r} is unknown; use one of {VARIANTS}")
+    return out
+
+
 class ODM(MixturePolicy):
 
     def __init__(self, names: Sequence[str], *, smoothing: float = 0.9, update_every: int = 10,
                  variant: str = "exp3"):
-        if not 0.0 <= smoothing < 1.0 or update_every < 1 or len(names) < 2:
-            raise ValueError(f"ODM needs 0 <= smoothing < 1, update_every >= 1 and >= 2 domains;"
-                             f" got smoothing={smoothing}, update_every={update_every}, "
-                             f"domains={list(names)}")
-        if variant not in VARIANTS:
-            raise ValueError(f"config.reweight.odm.variant={variant!r} is unknown; use one of "
-                             f"{VARIANTS}")
+        found = _problems(smoothing, update_every, variant)
+        if len(names) < 2:
+            found.append(f"ODM needs >= 2 training domains to choose among, got {list(names)}")
+        if found:
+            raise ValueError("\n".join(found))
         self.names, self.smoothing, self.update_every = list(names), smoothing, update_every
         self.variant = variant
         k = len(self.names)

@@ -111,25 +111,46 @@ class RefSelect(HostMethod):
         self.source.restore_selection(state["selection"])
 
 
-def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> RefSelect:
-    """Checks config.reweight.ref_select and that the references its mode reads are set."""
-    r = cfg.reweight.ref_select
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.ref_select: the selector's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    # perplexity (lowest loss under config.reference.workdir) | xent_diff (highest
+    # l_general - l_target, Moore & Lewis 2010: config.reference.general and .target)
+    c.mode = "perplexity"
+    c.selection_ratio = 0.5  # rows kept of the candidate pool
+    c.stage_steps = 0  # steps per stage, each selected anew (0 = once, at step 0)
+    c.score_batch = 32  # pool rows scored per reference forward (global)
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.ref_select, and each reference its mode reads that
+    is not set, one message each, building nothing."""
+    r, out = cfg.reweight.ref_select, []
     field = "config.reweight.ref_select"
     if r.mode not in MODES:
-        raise ValueError(f"{field}.mode={r.mode!r} is unknown: use one of {sorted(MODES)}")
+        out.append(f"{field}.mode={r.mode!r} is unknown: use one of {sorted(MODES)}")
     if not 0.0 < r.selection_ratio <= 1.0:
-        raise ValueError(f"{field}.selection_ratio must be in (0, 1], got {r.selection_ratio}: "
-                         "the fraction of the candidate pool kept")
+        out.append(f"{field}.selection_ratio must be in (0, 1], got {r.selection_ratio}: the "
+                   "fraction of the candidate pool kept")
     if not 0 <= r.stage_steps < cfg.train.steps:
-        raise ValueError(f"{field}.stage_steps must be in [0, config.train.steps="
-                         f"{cfg.train.steps}), got {r.stage_steps}: 0 selects once, at step 0")
+        out.append(f"{field}.stage_steps must be in [0, config.train.steps={cfg.train.steps}), "
+                   f"got {r.stage_steps}: 0 selects once, at step 0")
     if r.score_batch < 1:
-        raise ValueError(f"{field}.score_batch must be >= 1, got {r.score_batch}")
-    unset = [n for n in MODES[r.mode] if not cfg.reference[n]]
+        out.append(f"{field}.score_batch must be >= 1, got {r.score_batch}")
+    unset = [n for n in MODES.get(r.mode, ()) if not cfg.reference[n]]
     if unset:
-        raise ValueError(f"{field}.mode={r.mode!r} reads the reference model(s) "
-                         f"{', '.join(f'config.reference.{n}' for n in unset)}, which are not "
-                         "set: give each the --workdir of a reference run (configs/"
-                         "reference_target.py trains one on a target domain)")
+        out.append(f"{field}.mode={r.mode!r} reads the reference model(s) "
+                   f"{', '.join(f'config.reference.{n}' for n in unset)}, which are not set: "
+                   "give each the --workdir of a reference run (configs/reference_target.py "
+                   "trains one on a target domain)")
+    return out
+
+
+def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> RefSelect:
+    """The selector of config.reweight.ref_select (every bad field in one error)."""
+    if found := problems(cfg):
+        raise ValueError("\n".join(found))
+    r = cfg.reweight.ref_select
     return RefSelect(r.mode, r.selection_ratio, r.stage_steps, cfg.train.steps,
                      cfg.train.batch_size, r.score_batch)

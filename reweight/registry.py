@@ -7,10 +7,15 @@ anywhere else, its import path "package.module:factory":
   config.reweight.selector  a stage selector (a `HostMethod`).
 A factory is called as factory(config, env) with the whole experiment config and a
 `MethodEnv`. A mixture factory may also return a `HostMethod` of its own, used as it is.
+
+A table entry without ":" is a method module: `from_config(config, env)` builds the method,
+`defaults()` declares its fields (config.reweight.<name>, each with its default and a comment,
+which configs/base.py collects) and `problems(config)` lists every bad value among them
+without building anything (the builder reports them all at once, with the core config's).
 """
 
 import importlib
-from typing import Callable
+from typing import Callable, Sequence
 
 import ml_collections
 
@@ -19,37 +24,47 @@ from reweight.mixture import MixtureMethod
 
 WEIGHTERS = {
     "uniform": lambda cfg, env: Uniform(),
-    "loss_based": "reweight.loss_based:from_config",  # Sow et al. 2025
-    "rho1": "reweight.rho1:from_config",  # Lin et al. 2024 (needs config.reference.workdir)
+    "loss_based": "reweight.loss_based",  # Sow et al. 2025
+    "rho1": "reweight.rho1",  # Lin et al. 2024 (needs config.reference.workdir)
 }
 MIXTURES = {
     "fixed": None,  # config.data.weights throughout: no host method
     "natural": "reweight.schedule:natural",
-    "schedule": "reweight.schedule:from_config",
-    "upsample": "reweight.schedule:end_upsampling",  # Blakeney et al. 2024
-    "doremi": "reweight.doremi:from_config",  # Xie et al. 2023
-    "odm": "reweight.odm:from_config",  # Albalak et al. 2023
-    "skill_it": "reweight.skill_it:from_config",  # Chen et al. 2023
+    "schedule": "reweight.schedule",
+    "upsample": "reweight.upsample",  # Blakeney et al. 2024
+    "doremi": "reweight.doremi",  # Xie et al. 2023
+    "odm": "reweight.odm",  # Albalak et al. 2023
+    "skill_it": "reweight.skill_it",  # Chen et al. 2023
 }
 SELECTORS = {
     "none": None,  # train on the mixture as drawn
-    "mates": "reweight.mates:from_config",  # Yu et al. 2024
-    "ref_select": "reweight.ref_select:from_config",  # perplexity / Moore & Lewis 2010
+    "mates": "reweight.mates",  # Yu et al. 2024
+    "ref_select": "reweight.ref_select",  # perplexity / Moore & Lewis 2010
 }
-# The config.reweight fields only one method reads: set while another is chosen, they do
-# nothing (the run warns).
-FIELDS = {
-    ("instance", "loss_based"): ("strategy", "r", "d", "warmup_steps", "r_schedule", "r_start",
-                                 "r_schedule_steps"),
-    ("mixture", "schedule"): ("schedule",),
-    ("mixture", "upsample"): ("upsample",),
-    ("mixture", "doremi"): ("doremi",),
-    ("mixture", "odm"): ("odm",),
-    ("mixture", "skill_it"): ("skill_it",),
-    ("selector", "mates"): ("mates",),
-    ("instance", "rho1"): ("rho1",),
-    ("selector", "ref_select"): ("ref_select",),
-}
+KINDS = {"instance": WEIGHTERS, "mixture": MIXTURES, "selector": SELECTORS}
+# (kind, name) -> the module of each method with fields of its own, config.reweight.<name>:
+# set while another method of its kind is chosen, they do nothing (the run warns).
+FIELDS = {(kind, name): target for kind, table in KINDS.items()
+          for name, target in table.items() if isinstance(target, str) and ":" not in target}
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.<name> of every method in FIELDS, as its module declares them."""
+    c = ml_collections.ConfigDict()
+    for (_, name), module in FIELDS.items():
+        c[name] = importlib.import_module(module).defaults()
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict, kinds: Sequence[str] = tuple(KINDS)) -> list[str]:
+    """Every bad value of the fields of the methods chosen for `kinds` (config.reweight.<kind>),
+    one message each, building nothing. An unknown name is the factory's error, not one here."""
+    out = []
+    for kind in kinds:
+        module = FIELDS.get((kind, cfg.reweight[kind]))
+        if module is not None:
+            out += importlib.import_module(module).problems(cfg)
+    return out
 
 
 def _factory(field: str, name: str, table: dict) -> Callable | None:
@@ -62,7 +77,7 @@ def _factory(field: str, name: str, table: dict) -> Callable | None:
                          f"of {sorted(table)} or give a factory's import path 'module:name'")
     if not isinstance(target, str):
         return target
-    module_name, attr = target.split(":", 1)
+    module_name, attr = target.split(":", 1) if ":" in target else (target, "from_config")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):

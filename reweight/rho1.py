@@ -38,6 +38,25 @@ def kept_count(n_valid: jax.Array, keep: float) -> jax.Array:
     return p * (n_valid // q) + (p * (n_valid % q)) // q
 
 
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.rho1: the weighter's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    c.keep = 0.6  # fraction of the global batch's loss tokens kept (paper: 0.6-0.7)
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.rho1, one message each, building nothing."""
+    return _problems(cfg.reweight.rho1.keep)
+
+
+def _problems(keep: float) -> list[str]:
+    if 0.0 < keep <= 1.0:
+        return []
+    return [f"config.reweight.rho1.keep must be in (0, 1], got {keep}: the fraction of loss "
+            "tokens trained on (the paper: 0.6-0.7)"]
+
+
 class Rho1:
     """Top-`keep` tokens of the global batch by excess loss over the reference."""
 
@@ -45,9 +64,8 @@ class Rho1:
     needs_reference = True
 
     def __init__(self, keep: float, domain_names: Sequence[str]):
-        if not 0.0 < keep <= 1.0:
-            raise ValueError(f"config.reweight.rho1.keep must be in (0, 1], got {keep}: the "
-                             "fraction of loss tokens trained on (the paper: 0.6-0.7)")
+        if found := _problems(keep):
+            raise ValueError("\n".join(found))
         self.keep, self.domain_names = keep, tuple(domain_names)
 
     def init(self) -> PyTree:

@@ -1,5 +1,5 @@
-"""Static and scheduled domain mixtures: natural proportions, piecewise-constant schedules over
-the fraction of training, and end-of-training upsampling (Blakeney et al. 2024).
+"""Static and scheduled domain mixtures: natural proportions and piecewise-constant schedules
+over the fraction of training (end-of-training upsampling, one such schedule, is upsample.py).
 
 A schedule needs no state of its own: the weights at step s depend only on s, and the input
 pipeline checkpoints the weights it is using. Its `update_every` is the gcd of its switch steps,
@@ -40,16 +40,23 @@ class Schedule(MixturePolicy):
         return None
 
 
-def _start_step(fraction: float, steps: int, what: str) -> int:
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"{what} must be in [0, 1), got {fraction}: it is a fraction of "
-                         "train.steps")
-    return round(fraction * steps)
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.schedule: the schedule's settings, each with its default (WEIGHTS is
+    uniform | natural | name:w,... | file:PATH)."""
+    c = ml_collections.ConfigDict()
+    c.phases = "0=natural"  # "FRACTION=WEIGHTS;..." over the fraction of steps
+    return c
 
 
-def parse_phases(phases: str, steps: int, env: MethodEnv) -> Schedule:
-    """"FRACTION=WEIGHTS;..." (e.g. "0=natural;0.85=code:1,math:1") -> a Schedule."""
-    starts, weights = [], []
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every malformed entry of config.reweight.schedule.phases, building nothing (the
+    weights are parsed against the domains when the schedule is built)."""
+    return _phases(cfg.reweight.schedule.phases)[1]
+
+
+def _phases(phases: str) -> tuple[list[tuple[float, str]], list[str]]:
+    """("FRACTION=WEIGHTS;..." as (fraction, WEIGHTS) pairs, a message per bad entry)."""
+    entries, out = [], []
     for part in (p.strip() for p in phases.split(";") if p.strip()):
         fraction, sep, spec = part.partition("=")
         try:
@@ -57,26 +64,22 @@ def parse_phases(phases: str, steps: int, env: MethodEnv) -> Schedule:
         except ValueError:
             f = None
         if not sep or f is None:
-            raise ValueError(f"config.reweight.schedule.phases entry {part!r} is not "
-                             "FRACTION=WEIGHTS, e.g. '0=natural;0.85=code:1,math:1'")
-        starts.append(_start_step(f, steps, f"schedule phase fraction {part!r}"))
-        weights.append(env.weights(spec))
-    return Schedule(starts, weights)
+            out.append(f"config.reweight.schedule.phases entry {part!r} is not "
+                       "FRACTION=WEIGHTS, e.g. '0=natural;0.85=code:1,math:1'")
+        elif not 0.0 <= f < 1.0:
+            out.append(f"config.reweight.schedule.phases entry {part!r}: the fraction must be "
+                       f"in [0, 1), got {f}: it is a fraction of train.steps")
+        else:
+            entries.append((f, spec))
+    return entries, out
 
 
-def upsampled(base: np.ndarray, names: Sequence[str], domains: Sequence[str],
-              factor: float) -> np.ndarray:
-    """`base` with the named domains' weights multiplied by `factor`, renormalised: the other
-    domains keep their proportions to one another."""
-    unknown = [d for d in domains if d not in names]
-    if unknown or not domains:
-        raise ValueError(f"config.reweight.upsample.domains names {list(domains)}, unknown: "
-                         f"{unknown}; choose among {list(names)}")
-    if factor <= 0:
-        raise ValueError(f"config.reweight.upsample.factor must be > 0, got {factor}")
-    w = np.array(base, np.float64)
-    w[[names.index(d) for d in domains]] *= factor
-    return w / w.sum()
+def parse_phases(phases: str, steps: int, env: MethodEnv) -> Schedule:
+    """"FRACTION=WEIGHTS;..." (e.g. "0=natural;0.85=code:1,math:1") -> a Schedule."""
+    entries, found = _phases(phases)
+    if found:
+        raise ValueError("\n".join(found))
+    return Schedule([round(f * steps) for f, _ in entries], [env.weights(w) for _, w in entries])
 
 
 def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
@@ -87,17 +90,3 @@ def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
 def natural(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
     """Each training domain's share of the training tokens, throughout."""
     return Schedule([0], [env.weights("natural")])
-
-
-def end_upsampling(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Schedule:
-    """The base mixture, then for the last `last_fraction` of training the upsampled one
-    (last_fraction 1: upsampled throughout, the uniform-upsampling control)."""
-    up, names = cfg.reweight.upsample, list(env.domain_names)
-    base = env.weights(up.base)
-    domains = [d.strip() for d in up.domains.split(",") if d.strip()]
-    if not 0.0 < up.last_fraction <= 1.0:
-        raise ValueError(f"config.reweight.upsample.last_fraction must be in (0, 1], got "
-                         f"{up.last_fraction}")
-    start = round((1.0 - up.last_fraction) * cfg.train.steps)
-    after = upsampled(base, names, domains, up.factor)
-    return Schedule([0], [after]) if start == 0 else Schedule([0, start], [base, after])

@@ -35,6 +35,47 @@ import numpy as np
 from reweight.interface import MethodEnv, MixturePolicy
 
 NORMALIZE = ("none", "initial")
+FIELD = "config.reweight.skill_it"
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """config.reweight.skill_it: the policy's settings, each with its default."""
+    c = ml_collections.ConfigDict()
+    # Skills graph A[i, j] (training on i helps j): "" = identity, rows of a matrix literal
+    # "1,0;1,1", or a .json file written by `main.py --mode=skill_graph`.
+    c.graph = ""
+    c.off_diagonal_ones = 0.5  # written off-diagonal 1s become this (reference: 0.5)
+    c.eta = 0.5  # softmax temperature on A @ (summed eval losses)
+    c.window = 3  # evaluations summed per update (counts evals, not rounds)
+    c.update_every = 1000  # steps per round; weights recomputed each round
+    c.target = ""  # comma-separated target skills ("" = every skill)
+    c.normalize = "none"  # none | initial (each loss / its first eval)
+    return c
+
+
+def problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Every bad value of config.reweight.skill_it, one message each, building nothing (the
+    graph and the target skills are checked against the domains when the policy is built)."""
+    s, out = cfg.reweight.skill_it, []
+    if not 0 < s.off_diagonal_ones <= 1:
+        out.append(f"{FIELD}.off_diagonal_ones must be in (0, 1], got {s.off_diagonal_ones}: "
+                   "the weight of a written edge (the reference trainer's 0.5; 1 = the graph "
+                   "as written)")
+    return out + _problems(s.eta, s.window, s.update_every, s.normalize)
+
+
+def _problems(eta: float, window: int, update_every: int, normalize: str) -> list[str]:
+    out = []
+    if not eta > 0:
+        out.append(f"{FIELD}.eta must be > 0, got {eta}: it scales the losses in the softmax; "
+                   "larger moves weight faster")
+    if window < 1:
+        out.append(f"{FIELD}.window must be >= 1 evaluation, got {window}")
+    if update_every < 1:
+        out.append(f"{FIELD}.update_every must be >= 1 step, got {update_every}")
+    if normalize not in NORMALIZE:
+        out.append(f"{FIELD}.normalize={normalize!r} is unknown; use one of {NORMALIZE}")
+    return out
 
 
 def parse_graph(spec: str, names: Sequence[str]) -> np.ndarray:
@@ -79,22 +120,13 @@ class SkillIt(MixturePolicy):
 
     def __init__(self, names: Sequence[str], graph: np.ndarray, *, eta: float, window: int,
                  update_every: int, target: Sequence[str] = (), normalize: str = "none"):
-        if eta <= 0:
-            raise ValueError(f"config.reweight.skill_it.eta must be > 0, got {eta}: it scales "
-                             "the losses in the softmax; larger moves weight faster")
-        if window < 1:
-            raise ValueError(f"config.reweight.skill_it.window must be >= 1 evaluation, got "
-                             f"{window}")
-        if update_every < 1:
-            raise ValueError(f"config.reweight.skill_it.update_every must be >= 1 step, got "
-                             f"{update_every}")
-        if normalize not in NORMALIZE:
-            raise ValueError(f"config.reweight.skill_it.normalize={normalize!r} is unknown; "
-                             f"use one of {NORMALIZE}")
+        found = _problems(eta, window, update_every, normalize)
         unknown = [t for t in target if t not in names]
         if unknown:
-            raise ValueError(f"config.reweight.skill_it.target names unknown skills {unknown}; "
-                             f"the skills are {list(names)}")
+            found.append(f"{FIELD}.target names unknown skills {unknown}; the skills are "
+                         f"{list(names)}")
+        if found:
+            raise ValueError("\n".join(found))
         self.names = list(names)
         self.graph = np.asarray(graph, np.float64)
         self.eta, self.window, self.update_every = eta, window, update_every
@@ -141,12 +173,10 @@ class SkillIt(MixturePolicy):
 
 def from_config(cfg: ml_collections.ConfigDict, env: MethodEnv) -> SkillIt:
     """The policy from `config.reweight.skill_it` over the training domains."""
+    if found := problems(cfg):
+        raise ValueError("\n".join(found))
     s, names = cfg.reweight.skill_it, list(env.domain_names)
     target = [t.strip() for t in s.target.split(",") if t.strip()]
-    if not 0 < s.off_diagonal_ones <= 1:
-        raise ValueError(f"config.reweight.skill_it.off_diagonal_ones must be in (0, 1], got "
-                         f"{s.off_diagonal_ones}: the weight of a written edge (the reference "
-                         "trainer's 0.5; 1 = the graph as written)")
     graph = reference_edges(parse_graph(s.graph, names), s.off_diagonal_ones)
     return SkillIt(names, graph, eta=s.eta, window=s.window,
                    update_every=s.update_every, target=target, normalize=s.normalize)

@@ -111,8 +111,15 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: sources.D
         env = Env(cfg, source, data.domain_names if data else None)
         if train:
             attempt(lambda: check_weights(cfg, env.domain_names))
-            weighter = attempt(lambda: registry.make_weighter(cfg, env), Uniform())
-            methods = attempt(lambda: registry.make_host_methods(cfg, env), [])
+            # Every bad field of the chosen methods, one problem each; a method with any is not
+            # built (its factory would raise them again, as one).
+            weighter_problems = registry.problems(cfg, ("instance",))
+            host_problems = registry.problems(cfg, ("mixture", "selector"))
+            found += weighter_problems + host_problems
+            if not weighter_problems:
+                weighter = attempt(lambda: registry.make_weighter(cfg, env), Uniform())
+            if not host_problems:
+                methods = attempt(lambda: registry.make_host_methods(cfg, env), [])
             references, reference_problems = reference_specs(cfg)
             found += reference_problems
             found += _step_reference_problems(cfg, weighter, methods)
@@ -212,15 +219,14 @@ def warnings_of(cfg: ml_collections.ConfigDict) -> list[str]:
         out.append(f"config.train.warmup_steps={t.warmup_steps} is not below config.train.steps="
                    f"{t.steps}: the learning rate never reaches config.train.lr={t.lr}")
     default = base.get_config().reweight
-    for (field, name), keys in registry.FIELDS.items():
-        chosen = cfg.reweight[field]
+    for kind, name in registry.FIELDS:
+        chosen = cfg.reweight[kind]
         if chosen == name:
             continue
-        for key in keys:
-            value, was = cfg.reweight[key], default[key]
-            if (value.to_dict() if hasattr(value, "to_dict") else value) != (
-                    was.to_dict() if hasattr(was, "to_dict") else was):
-                out.append(f"config.reweight.{key} is set, but config.reweight.{field}="
+        was = default[name]
+        for key, value in cfg.reweight[name].items():
+            if value != was[key]:
+                out.append(f"config.reweight.{name}.{key} is set, but config.reweight.{kind}="
                            f"{chosen!r} (not {name!r}) does not read it")
     return out
 
@@ -275,7 +281,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
     problems = validation.problems(cfg, jax.device_count(), jax.process_count())
     if mode == "train":
         problems += workdir_problems(cfg, workdir)
-        workdir_lib.check_resume(cfg, workdir, has_checkpoint=checkpoint.has_checkpoint(workdir),
+        from configs import base
+        workdir_lib.check_resume(cfg, workdir, defaults=base.get_config(),
+                                 has_checkpoint=checkpoint.has_checkpoint(workdir),
                                  allow_config_change=allow_config_change)
     if cfg.init_from:
         workdir_lib.check_model_matches(cfg, cfg.init_from)
@@ -339,12 +347,16 @@ def compile_cache(workdir: str, environ: bool = False):
 
 def recorded_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir's run recorded (config.json), over today's defaults
-    (configs/base.py): fields added since then take their defaults, fields removed since are
+    (configs/base.py): fields renamed since are read under today's names
+    (`lm.workdir.RENAMED`), fields added since take their defaults, fields removed since are
     dropped, and JSON's lists are the tuples the config held."""
     from flax.traverse_util import flatten_dict
     from configs import base
-    with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
-        recorded = flatten_dict(json.load(f), sep=".")
+    recorded = workdir_lib.read_config(workdir)
+    if recorded is None:
+        raise FileNotFoundError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: give the workdir "
+                                "of a run of this project")
+    recorded = flatten_dict(recorded, sep=".")
     cfg = base.get_config()
     known = flatten_dict(cfg.to_dict(), sep=".")
     tuples = lambda v: tuple(map(tuples, v)) if isinstance(v, list) else v

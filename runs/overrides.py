@@ -13,6 +13,8 @@ import os
 
 import ml_collections
 
+from lm import workdir as workdir_lib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
@@ -36,7 +38,7 @@ def parse_overrides(text: str) -> list[tuple[str, str]]:
         field, sep, value = part.partition("=")
         if not sep or not field.strip():
             raise ValueError(f"override {part!r} is not FIELD=VALUE (write e.g. "
-                             "'reweight.instance=loss_based;reweight.r=0.4')")
+                             "'reweight.instance=loss_based;reweight.loss_based.r=0.4')")
         out.append((field.strip(), value.strip()))
     return out
 
@@ -52,7 +54,10 @@ def apply_overrides(cfg: ml_collections.ConfigDict, text: str, where: str) -> No
                 node = node[p]
             current = node[leaf]
         except (KeyError, AttributeError):
-            raise ValueError(f"{where}: override {field}={value!r} names no config field") from None
+            renamed = (f" (renamed to {workdir_lib.RENAMED[field]})"
+                       if field in workdir_lib.RENAMED else "")
+            raise ValueError(f"{where}: override {field}={value!r} names no config "
+                             f"field{renamed}") from None
         if isinstance(current, str):
             parsed = value
         else:

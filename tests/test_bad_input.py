@@ -7,6 +7,7 @@ import os
 import jax
 import pytest
 
+from configs import base
 from runs import experiment
 from helpers import synthetic, tiny_config
 from lm import checkpoint as ckpt_lib
@@ -116,10 +117,17 @@ CASES = {
                                r"config\.reweight\.mixture='nope' is not a known"),
     "unknown selector": (_set(**{"reweight.selector": "nope"}),
                          r"config\.reweight\.selector='nope' is not a known"),
-    "negative temperature": (_set(**{"reweight.instance": "loss_based", "reweight.r": -1.0}),
-                             r"config\.reweight\.r must be a finite number > 0, got -1"),
+    "negative temperature": (
+        _set(**{"reweight.instance": "loss_based", "reweight.loss_based.r": -1.0}),
+        r"config\.reweight\.loss_based\.r must be a finite number > 0, got -1"),
     "one MATES stage": (_set(**{"reweight.selector": "mates", "reweight.mates.stage_steps": 4}),
                         r"config\.reweight\.mates\.stage_steps .* below config\.train\.steps=4"),
+    "every method's problems at once": (
+        _set(**{"reweight.instance": "loss_based", "reweight.loss_based.strategy": "mid",
+                "reweight.loss_based.r": 0.0, "reweight.mixture": "odm",
+                "reweight.odm.smoothing": 1.0, "train.lr": -1.0}),
+        r"4 problem\(s\)(.|\n)*train\.lr(.|\n)*loss_based\.strategy='mid'(.|\n)*"
+        r"loss_based\.r must(.|\n)*odm\.smoothing must"),
     # Mixture weights.
     "negative weight": (_set(**{"data.weights": "2,-1,0"}), r"weights must be >= 0"),
     "weight of an unknown domain": (_set(**{"data.weights": "synthetic_0:1,nope:1"}),
@@ -222,7 +230,45 @@ def test_a_workdir_refuses_another_configs_run_naming_the_fields(run_dir):
         experiment.run(cfg, workdir)
     assert _files(workdir) == before
     cfg = tiny_config(steps=2, checkpoint_every=5, log_every=3, run_steps=1)  # how it's watched
-    workdir_lib.check_resume(cfg, workdir, has_checkpoint=True)
+    workdir_lib.check_resume(cfg, workdir, defaults=base.get_config(), has_checkpoint=True)
+
+
+def _recorded_before_the_rename(cfg, workdir):
+    """Records `cfg` as a run did before loss-based's fields moved under reweight.loss_based
+    and before config.train.eval_at_start existed."""
+    recorded = json.loads(cfg.to_json_best_effort())
+    recorded["reweight"].update(recorded["reweight"].pop("loss_based"))
+    del recorded["train"]["eval_at_start"]
+    with open(os.path.join(workdir, workdir_lib.CONFIG_FILE), "w") as f:
+        json.dump(recorded, f)
+
+
+def _loss_based_config():
+    cfg = tiny_config(steps=4)
+    cfg.reweight.update(instance="loss_based", loss_based=dict(strategy="linupper", r=0.4))
+    return cfg
+
+
+def test_an_older_runs_config_resumes_and_reads_under_todays_names(tmp_path):
+    cfg, workdir = _loss_based_config(), str(tmp_path)
+    _recorded_before_the_rename(cfg, workdir)
+    assert "strategy" in json.load(open(os.path.join(workdir, "config.json")))["reweight"]
+    workdir_lib.check_resume(cfg, workdir, defaults=base.get_config(), has_checkpoint=True)
+    assert experiment.recorded_config(workdir).to_json() == cfg.to_json()
+
+
+def test_an_older_runs_real_differences_are_named_and_nothing_else(tmp_path):
+    cfg, workdir = _loss_based_config(), str(tmp_path)
+    _recorded_before_the_rename(cfg, workdir)
+    cfg.reweight.loss_based.r = 1.0
+    cfg.train.eval_at_start = True  # added since, and not its default: the older run did not
+    with pytest.raises(ValueError, match="--allow_config_change") as info:
+        workdir_lib.check_resume(cfg, workdir, defaults=base.get_config(), has_checkpoint=True)
+    named = str(info.value).split("Differing fields:\n  ")[1].split("\nUse ")[0]
+    assert named.split("\n  ") == ["reweight.loss_based.r: 0.4 -> 1.0",
+                                   "train.eval_at_start: '<absent>' -> True"]
+    workdir_lib.check_resume(cfg, workdir, defaults=base.get_config(), has_checkpoint=True,
+                             allow_config_change=True)
 
 
 def test_loading_params_of_another_model_names_the_field(run_dir, tmp_path):

@@ -43,6 +43,20 @@ def test_comparison_arms_and_prerequisites_resolve(path):
         compare.prerequisite_config(cfg, name, "workdir")
 
 
+def test_every_methods_fields_are_its_modules_and_its_defaults_pass_its_checks():
+    """configs/base.py holds config.reweight.<name> as each method module declares it, and a
+    method chosen with its defaults (and the references it reads set) has no problem."""
+    from configs import base
+    from reweight import registry
+    for (kind, name), module in registry.FIELDS.items():
+        cfg = base.get_config()
+        declared = importlib.import_module(module).defaults()
+        assert cfg.reweight[name].to_dict() == declared.to_dict(), name
+        cfg.reweight[kind] = name
+        cfg.reference.update(workdir="ref", target="target", general="general")
+        assert registry.problems(cfg) == [], name
+
+
 def load_reproduce():
     import importlib.util
     spec = importlib.util.spec_from_file_location(

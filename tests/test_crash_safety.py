@@ -25,8 +25,8 @@ FLAGS = ("--config=configs/tiny.py", f"--config.train.steps={STEPS}", "--config.
          "--config.train.batch_size=4", "--config.data.seq_len=32",
          "--config.data.source=synthetic", "--config.model.vocab_size=256",
          "--config.model.d_model=64", "--config.model.num_layers=1",
-         "--config.reweight.instance=loss_based", "--config.reweight.strategy=linupper",
-         "--config.reweight.r=0.5")
+         "--config.reweight.instance=loss_based",
+         "--config.reweight.loss_based.strategy=linupper", "--config.reweight.loss_based.r=0.5")
 
 
 def _start(workdir, *extra):

@@ -26,8 +26,9 @@ FLAGS = ("--config=configs/tiny.py", "--config.train.steps=6", "--config.train.l
          "--config.train.batch_size=8", "--config.data.seq_len=32",
          "--config.data.source=synthetic", "--config.model.vocab_size=256",
          "--config.model.d_model=64", "--config.model.num_layers=1")
-LOSS_BASED = ("--config.reweight.instance=loss_based", "--config.reweight.strategy=extremes",
-              "--config.reweight.r=0.4")
+LOSS_BASED = ("--config.reweight.instance=loss_based",
+              "--config.reweight.loss_based.strategy=extremes",
+              "--config.reweight.loss_based.r=0.4")
 
 
 def _run(workdir, processes: int, *extra):

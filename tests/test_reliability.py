@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import base
 from data import sources
 from runs import experiment
 from data import domains, records
@@ -151,6 +152,7 @@ def test_a_rerun_of_a_finished_run_keeps_its_eval_and_its_config(tmp_path):
         experiment.run(wider, workdir, allow_config_change=True, devices=jax.devices()[:1])
     assert open(os.path.join(workdir, "config.json")).read() == config  # not rewritten
     workdir_lib.check_resume(tiny_config(steps=4, checkpoint_every=2), workdir,
+                             defaults=base.get_config(),
                              has_checkpoint=True)  # the original command still resumes
 
 

@@ -52,3 +52,13 @@ def test_unknown_instance_weighter_is_rejected():
     cfg.reweight.instance = "nope"
     with pytest.raises(ValueError, match="config.reweight.instance"):
         weighter_of(cfg)
+
+
+def test_a_method_field_set_for_a_method_not_chosen_is_warned_by_name():
+    from runs import experiment
+    cfg = tiny_config()
+    assert experiment.warnings_of(cfg) == []
+    cfg.reweight.loss_based.r = 0.4
+    assert experiment.warnings_of(cfg) == [
+        "config.reweight.loss_based.r is set, but config.reweight.instance='uniform' (not "
+        "'loss_based') does not read it"]

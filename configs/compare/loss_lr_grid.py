@@ -27,12 +27,13 @@ better on math and code and worse on the others.
 from configs.compare import base
 
 DOMAINS = "books,reference,code,dialogue,technical,math"
-LOSS_BASED = "reweight.instance=loss_based;reweight.warmup_steps=25;reweight.d=1.0"
+LOSS_BASED = ("reweight.instance=loss_based;reweight.loss_based.warmup_steps=25;"
+              "reweight.loss_based.d=1.0")
 STRATEGIES = {
     "uniform": "",
-    "linupper": f"{LOSS_BASED};reweight.strategy=linupper;reweight.r=0.4",
-    "quadratic": f"{LOSS_BASED};reweight.strategy=quadratic;reweight.r=1.0",
-    "extremes": f"{LOSS_BASED};reweight.strategy=extremes;reweight.r=0.4",
+    "linupper": f"{LOSS_BASED};reweight.loss_based.strategy=linupper;reweight.loss_based.r=0.4",
+    "quadratic": f"{LOSS_BASED};reweight.loss_based.strategy=quadratic;reweight.loss_based.r=1.0",
+    "extremes": f"{LOSS_BASED};reweight.loss_based.strategy=extremes;reweight.loss_based.r=0.4",
 }
 LRS = ("1e-3", "3e-3", "1e-2")
 

@@ -51,7 +51,8 @@ from configs.compare import base
 
 JUNK = ("duplicated", "noise")
 PLANTED_MIX = testbed.domains(*testbed.CLEAN.split(","), *JUNK)
-LOSS_BASED = "reweight.instance=loss_based;reweight.warmup_steps=25;reweight.d=1.0"
+LOSS_BASED = ("reweight.instance=loss_based;reweight.loss_based.warmup_steps=25;"
+              "reweight.loss_based.d=1.0")
 
 
 def get_config():
@@ -60,11 +61,14 @@ def get_config():
     c.compare.overrides = f"data.domains={PLANTED_MIX}"
     c.compare.arms.uniform = base.arm("configs/testbed.py")
     c.compare.arms.linupper = base.arm(
-        "configs/testbed.py", f"{LOSS_BASED};reweight.strategy=linupper;reweight.r=0.4")
+        "configs/testbed.py",
+        f"{LOSS_BASED};reweight.loss_based.strategy=linupper;reweight.loss_based.r=0.4")
     c.compare.arms.quadratic = base.arm(
-        "configs/testbed.py", f"{LOSS_BASED};reweight.strategy=quadratic;reweight.r=1.0")
+        "configs/testbed.py",
+        f"{LOSS_BASED};reweight.loss_based.strategy=quadratic;reweight.loss_based.r=1.0")
     c.compare.arms.extremes = base.arm(
-        "configs/testbed.py", f"{LOSS_BASED};reweight.strategy=extremes;reweight.r=0.4")
+        "configs/testbed.py",
+        f"{LOSS_BASED};reweight.loss_based.strategy=extremes;reweight.loss_based.r=0.4")
     c.compare.arms.clean_only = base.arm(
         "configs/testbed.py",
         f"data.domains={testbed.CLEAN};eval.domains={testbed.domains(*JUNK)}")
