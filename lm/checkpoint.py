@@ -5,7 +5,8 @@ Items of a step:
                run's optimizer or methods were;
   state:       the rest of the TrainState (optimizer state, step, RNG, weighter state);
   data:        the input pipeline's state (JSON: its RNG and every stream's position);
-  host_NAME:   each host method's state (JSON), one item per method.
+  host_NAME:   the state (JSON) of each host method or other hook that has one (`lm.hooks`),
+               one item per name.
 The JSON items hold every process's state, in process order.
 Orbax writes a step to a temporary directory and renames it when complete, so a step is
 either whole or absent. Restoring with an abstract state that carries shardings lays the
@@ -32,7 +33,7 @@ HOST_PREFIX = "host_"
 
 
 class Checkpointer:
-    """Saves and restores a run's train state, pipeline state and host methods' states."""
+    """Saves and restores a run's train state, pipeline state and hooks' states."""
 
     def __init__(self, directory: str, keep: int = 3):
         self._directory = os.path.abspath(directory)
@@ -41,21 +42,20 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
 
-    def save(self, step: int, state, data_state: dict, method_states: dict[str, dict]) -> None:
+    def save(self, step: int, state, data_state: dict, host_states: dict[str, dict]) -> None:
         """Asynchronous: arrays are copied off the device before this returns. Every process
         calls it; the JSON items hold every process's states."""
         items = {"params": ocp.args.StandardSave(state.params),
                  "state": ocp.args.StandardSave(state.replace(params=None)),
                  "data": ocp.args.JsonSave({"processes": _gather_json(data_state)})}
-        for name, method_state in method_states.items():
-            items[HOST_PREFIX + name] = ocp.args.JsonSave(
-                {"processes": _gather_json(method_state)})
+        for name, host_state in host_states.items():
+            items[HOST_PREFIX + name] = ocp.args.JsonSave({"processes": _gather_json(host_state)})
         self._mngr.save(step, args=ocp.args.Composite(**items))
 
     def restore_latest(self, abstract_state, apply=None) -> tuple | None:
-        """(step, state, data_state, method_states) of the newest checkpoint that restores, or
-        None if there is none. `apply(state, data_state, method_states)` puts the states to
-        use (the pipeline's, the methods'); a step whose files fail to restore (truncated,
+        """(step, state, data_state, host_states) of the newest checkpoint that restores, or
+        None if there is none. `apply(state, data_state, host_states)` puts the states to
+        use (the pipeline's, the hooks'); a step whose files fail to restore (truncated,
         corrupt) or whose items do not fit (apply raises) is reported and moved aside to
         `<checkpoints>-corrupt/`, never deleted, and the one before it is tried; if none
         restores, nothing is moved and the first error is raised."""
@@ -94,8 +94,8 @@ class Checkpointer:
         return target
 
     def restore(self, step: int, abstract_state) -> tuple:
-        """(state, data_state, {method name: state}) of `step`, the train state laid out as
-        `abstract_state` says; a method with no item in the step is left out."""
+        """(state, data_state, {hook name: state}) of `step`, the train state laid out as
+        `abstract_state` says; a hook with no item in the step is left out."""
         names = [n[len(HOST_PREFIX):] for n in os.listdir(os.path.join(self._directory, str(step)))
                  if n.startswith(HOST_PREFIX)]
         items = {"params": ocp.args.StandardRestore(abstract_state.params),
@@ -104,8 +104,8 @@ class Checkpointer:
         items |= {HOST_PREFIX + n: ocp.args.JsonRestore() for n in names}
         out = self._mngr.restore(step, args=ocp.args.Composite(**items))
         state = out.state.replace(params=out.params)
-        methods = {n: _own_state(out[HOST_PREFIX + n]["processes"], step) for n in names}
-        return state, _own_state(out.data["processes"], step), methods
+        hosts = {n: _own_state(out[HOST_PREFIX + n]["processes"], step) for n in names}
+        return state, _own_state(out.data["processes"], step), hosts
 
     def close(self) -> None:
         self._mngr.wait_until_finished()

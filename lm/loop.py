@@ -1,14 +1,16 @@
-"""The host loop: restore or init, then train, evaluate, run host methods, log and checkpoint.
+"""The host loop: restore or init, then step; what happens between steps is hooks (`lm.hooks`):
+evaluation, host methods, the caller's hooks, checkpointing, the speed meter, the non-finite
+guard.
 
-It dispatches step n before reading step n-1's metrics, so the host never waits on the device
-inside the loop, except at the steps where something reads the state: an evaluation, a
-checkpoint, or a host method's turn to act. The input pipeline, the weighter and the host
-methods come from the caller; this module knows only their interfaces (`reweight.interface`).
+It dispatches step n before hooks observe step n-1's metrics, so the host never waits on the
+device inside the loop, except after the steps where some hook acts (an evaluation, a
+checkpoint, a host method's turn): there it pauses, and the prefetcher draws nothing ahead. The
+input pipeline, the weighter, the host methods and extra hooks come from the caller; this module
+knows only their interfaces (`reweight.interface`, `lm.hooks`).
 """
 
 import contextlib
 import dataclasses
-import time
 from typing import Sequence
 
 import jax
@@ -18,14 +20,15 @@ from jax.experimental import multihost_utils
 
 from lm import checkpoint as ckpt_lib
 from lm import flops as flops_lib
+from lm import hooks as hooks_lib
 from lm import metrics as metrics_lib
 from lm import plots, prefetch, preemption, probe
 from lm import reference as reference_lib
 from lm import train as train_lib
 from lm import workdir as workdir_lib
 from lm.model import ModelConfig
-from reweight.interface import (BatchSource, DomainSums, EvalResult, HostContext, HostMethod,
-                                Uniform, Weighter)
+from reweight.interface import (BatchSource, EvalResult, HostContext, HostMethod, Uniform,
+                                Weighter)
 
 
 STEP_REFERENCE = "workdir"  # the reference the step runs: config.reference.workdir
@@ -116,17 +119,22 @@ def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flo
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
           eval_sets: dict, weighter: Weighter, methods: Sequence[HostMethod] = (),
-          devices=None, references: dict | None = None) -> TrainResult:
+          hooks: Sequence[hooks_lib.Hook] = (), devices=None,
+          references: dict | None = None) -> TrainResult:
     """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
     checkpoint. `eval_sets` maps each eval domain to this process's rows of its batches.
-    Host methods act at the steps they name (see `reweight.interface.HostMethod`). SIGTERM or
-    SIGINT saves at the next step boundary and returns early (preempted). `references` (name ->
-    lm.reference.ReferenceSpec) are frozen models loaded for the run (never checkpointed); the
-    step runs the one named "workdir" when the weighter or a host method `needs_reference`."""
+    Between steps it runs hooks (`lm.hooks`): evaluation, host methods (which act at the steps
+    they name, see `reweight.interface.HostMethod`), the caller's `hooks`, checkpointing and
+    the speed meter. SIGTERM or SIGINT saves at the next step boundary and returns early
+    (preempted). `references` (name -> lm.reference.ReferenceSpec) are frozen models loaded for
+    the run (never checkpointed); the step runs the one named "workdir" when the weighter or a
+    host method `needs_reference`."""
     names = tuple(source.domain_names)
     methods = list(methods)
-    if len({m.name for m in methods}) != len(methods):
-        raise ValueError(f"host methods need distinct names, got {[m.name for m in methods]}")
+    named = [m.name for m in methods] + [h.name for h in hooks]
+    if len(set(named)) != len(named):
+        raise ValueError("host methods and hooks need distinct names (each one's state is "
+                         f"checkpoint item host_NAME), got {named}")
     for m in methods:
         source = m.wrap(source)
     references = dict(references or {})
@@ -138,13 +146,16 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
     rt = train_lib.build_runtime(cfg, weighter, len(names), devices,
                                  num_eval_domains=len(eval_sets), references=references,
                                  step_reference=STEP_REFERENCE if in_step else None)
+    flops_tok = flops_lib.flops_per_token(ModelConfig.from_config(cfg.model), cfg.data.seq_len)
+    context = _context_maker(rt, source, names, flops_tok)
+    stateful = [*(hooks_lib.MethodHook(m, context) for m in methods), *hooks]  # may hold state
     is_main = jax.process_index() == 0
     t = cfg.train
 
-    def apply(state, data_state, method_states):
-        for m in methods:  # before the pipeline: a method may move it (see HostMethod)
-            if m.name in method_states:
-                m.set_state(method_states[m.name])
+    def apply(state, data_state, host_states):
+        for h in stateful:  # before the pipeline: a method may move it (see HostMethod)
+            if h.name in host_states:
+                h.set_state(host_states[h.name])
         source.set_state(data_state)
 
     with rt.context(), preemption.PreemptionGuard() as guard, _hold(workdir):
@@ -163,128 +174,55 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
             workdir_lib.record(cfg, workdir)
             if rt.references:
                 reference_lib.record(workdir, rt.references)
-        saved = restored is not None  # whether a checkpoint holds a good state
         end = t.steps if t.run_steps == 0 else min(t.steps, start + t.run_steps)
         writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=t.steps,
                                            enabled=is_main, progress_bar=t.progress_bar)
-        flops_tok = flops_lib.flops_per_token(ModelConfig.from_config(cfg.model),
-                                              cfg.data.seq_len)
-        context = _context_maker(rt, source, names, flops_tok)
-        last_eval: EvalResult | None = None
-        if start == 0 and t.eval_at_start:
-            last_eval = _eval(rt, state.params, eval_sets, 0)
-            for m in methods:
-                m.observe_eval(last_eval)
-            writer.write(0, last_eval.scalars())
-            writer.note(metrics_lib.eval_table("eval at step 0", last_eval.loss, names))
-        if start == 0:
-            for m in methods:
-                if m.acts_at(0) and (metrics := m.act(context(0, state))):
-                    writer.write(0, metrics)
-
+        loop = hooks_lib.Loop(workdir, names, writer, state, end,
+                              saved_step=start if restored is not None else None)
         peak, peak_source = flops_lib.peak_flops(t.peak_flops)
+        evaluation = hooks_lib.Evaluation(lambda params, step: _eval(rt, params, eval_sets, step),
+                                          every=t.eval_every, at_start=t.eval_at_start,
+                                          last_step=t.steps)
+        loop.hooks = (hooks_lib.NonFiniteGuard(t.on_nonfinite, t.max_nonfinite_skips),
+                      evaluation, *stateful,
+                      hooks_lib.Checkpointing(checkpointer, source, t.checkpoint_every, loop),
+                      hooks_lib.SpeedMeter(loop, every=t.log_every,
+                                           lr=train_lib.make_schedule(t),
+                                           flops_per_token=flops_tok,
+                                           peak_flops=peak * rt.mesh.size))
+        if start == 0:
+            _act(loop, 0)
         writer.note(f"params {flops_lib.param_count(state.params):,}  FLOPs/token {flops_tok:.3g}  "
                     f"peak {peak / 1e12:.3g} TFLOP/s/device ({peak_source}) x {rt.mesh.size} "
                     f"devices  steps {start}->{end} of {t.steps}")
 
-        def barrier(step):  # steps after which the loop reads or changes the source
-            return (step % t.checkpoint_every == 0 or step == end
-                    or any(m.acts_at(step) for m in methods))
+        def pauses_at(step):  # the prefetcher draws nothing past these steps until released
+            return any(h.acts_at(step) for h in loop.hooks)
 
-        schedule = train_lib.make_schedule(t)
+        batches = loop.batches = prefetch.Prefetcher(
+            source, rt.global_batch, depth=cfg.data.prefetch, first_step=start + 1,
+            last_step=end, barrier=pauses_at)
         pending = None  # (step, device metrics) of the step dispatched last
-        window_tokens, window_t0, nonfinite_run = 0.0, time.perf_counter(), 0
-        batches = prefetch.Prefetcher(source, rt.global_batch, depth=cfg.data.prefetch,
-                                      first_step=start + 1, last_step=end, barrier=barrier)
-
-        def report(step, device_metrics):
-            nonlocal window_tokens, window_t0, nonfinite_run
-            kept = ("The last checkpoint is kept" if saved else
-                    "No checkpoint was written yet")
-            m = jax.device_get(device_metrics)
-            if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
-                what = (f"non-finite {'loss' if not np.isfinite(m['loss']) else 'gradient'} "
-                        f"(loss {m['loss']}, grad norm {m['grad_norm']}) at step {step}; domains "
-                        f"in the batch: {sorted({names[d] for d in m['domain_id']})}")
-                nonfinite_run += 1
-                if t.on_nonfinite == "stop":
-                    raise FloatingPointError(f"{what}. {kept}: lower train.lr, check the data, "
-                                             "or set train.on_nonfinite=skip")
-                if nonfinite_run > t.max_nonfinite_skips:
-                    raise FloatingPointError(f"{what}: {nonfinite_run} updates in a row skipped "
-                                             f"(train.max_nonfinite_skips={t.max_nonfinite_skips})"
-                                             f". {kept}: lower train.lr or check the data")
-                writer.note(f"{what}: update skipped ({nonfinite_run} in a row)")
-            else:
-                nonfinite_run = 0
-                window_tokens += float(m["tokens"])
-                sums = DomainSums(loss=m["domain_loss_sum"], tokens=m["domain_tokens"],
-                                  rows=m["domain_rows"], weight=m["domain_weight_sum"],
-                                  excess=m.get("domain_excess_sum"))
-                for method in methods:
-                    method.observe_train(step, sums)
-            if step % t.log_every and step != end:
-                return
-            elapsed = time.perf_counter() - window_t0
-            tok_s = window_tokens / max(elapsed, 1e-9)
-            scalars = {k: m[k] for k in ("loss", "token_loss", "grad_norm")
-                       + (("reference_token_loss",) if "reference_token_loss" in m else ())}
-            scalars |= {k: v for k, v in m.items() if k.startswith("weighter/")}
-            if "nonfinite_skipped" in m:
-                scalars["nonfinite_skipped"] = m["nonfinite_skipped"]
-            valid_rows = m["domain_rows"].sum()
-            for i, n in enumerate(names):
-                if m["domain_rows"][i] > 0:  # mean weight relative to uniform (1 = uniform)
-                    scalars[f"train/{n}/loss"] = m["domain_loss_sum"][i] / m["domain_tokens"][i]
-                    scalars[f"train/{n}/mean_weight"] = (m["domain_weight_sum"][i] * valid_rows /
-                                                         m["domain_rows"][i])
-                    if "domain_excess_sum" in m:  # mean clipped per-token excess over the reference
-                        scalars[f"train/{n}/excess"] = (m["domain_excess_sum"][i] /
-                                                        m["domain_tokens"][i])
-            scalars |= {"lr": float(schedule(step - 1)), "tokens_per_s": tok_s,
-                        "mfu": tok_s * flops_tok / (peak * rt.mesh.size),
-                        "data_wait_fraction": batches.wait_seconds / max(elapsed, 1e-9),
-                        "elapsed_s": writer.elapsed()}
-            writer.write(step, scalars, {"losses": m["losses"], "weights": m["weights"]})
-            writer.progress(step, {"loss": scalars["token_loss"], "tok/s": tok_s})
-            window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0
-
         step = start
         try:
             for step, batch in batches:
-                state, device_metrics = rt.step_fn(state, batch)
+                loop.state, device_metrics = rt.step_fn(loop.state, batch)
                 if pending is not None:
-                    report(*pending)
+                    _observe(loop, *pending)
                 pending = (step, device_metrics)
-                if step < end and _agreed(guard.requested, step, t.log_every):
+                if step < loop.end and _agreed(guard.requested, step, t.log_every):
                     # Train on what the thread already drew, so the saved data state is exact.
-                    end = min(end, step + batches.depth + 1)
-                    batches.stop_after(end)
-                eval_now = step == t.steps or (t.eval_every and step % t.eval_every == 0)
-                acting = [m for m in methods if m.acts_at(step)]
-                save_now = step % t.checkpoint_every == 0 or step == end
-                if not (eval_now or save_now or acting):
-                    continue
-                report(*pending)
-                pending = None
-                if eval_now:
-                    last_eval = _eval(rt, state.params, eval_sets, step)
-                    for m in methods:
-                        m.observe_eval(last_eval)
-                    writer.write(step, last_eval.scalars())
-                    writer.note(metrics_lib.eval_table(f"eval at step {step}", last_eval.loss, names))
-                for m in acting:
-                    if metrics := m.act(context(step, state)):
-                        writer.write(step, metrics)
-                if save_now:
-                    checkpointer.save(step, state, source.get_state(),
-                                      {m.name: m.get_state() for m in methods})
-                    saved = True
-                batches.release(step)
-                # Keep eval and save time out of the tokens/s window.
-                window_tokens, window_t0, batches.wait_seconds = 0.0, time.perf_counter(), 0.0
+                    loop.end = min(loop.end, step + batches.depth + 1)
+                    batches.stop_after(loop.end)
+                if pauses_at(step):
+                    _observe(loop, *pending)
+                    pending = None
+                    _act(loop, step)
+                    batches.release(step)
             if pending is not None:
-                report(*pending)
+                _observe(loop, *pending)
+            for h in loop.hooks:
+                h.finish(loop)
             if guard.requested:
                 writer.note(f"stopped by {guard.signal_name} after step {step}; its checkpoint "
                             "is saved: run the same command to resume")
@@ -293,10 +231,22 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
             checkpointer.close()
             writer.close()
     if is_main:
-        for m in methods:
-            m.write_outputs(workdir)
         plots.plot_run(workdir)
-    return TrainResult(step=step, eval=last_eval, preempted=guard.requested)
+    return TrainResult(step=step, eval=evaluation.last, preempted=guard.requested)
+
+
+def _observe(loop: hooks_lib.Loop, step: int, device_metrics: dict) -> None:
+    """Every hook observes `step`'s metrics (this waits for that step on the device)."""
+    metrics = jax.device_get(device_metrics)
+    for h in loop.hooks:
+        h.observe(loop, step, metrics)
+
+
+def _act(loop: hooks_lib.Loop, step: int) -> None:
+    """The hooks that act at `step` act, in the loop's order."""
+    for h in loop.hooks:
+        if h.acts_at(step):
+            h.act(loop, step)
 
 
 @contextlib.contextmanager

@@ -2,10 +2,11 @@
 
 The thread takes each batch from the source and puts it on the devices (as a global array)
 while the current step runs. Exact resume needs the source's state to match the batches the
-loop has trained on, so the thread stops after any step the loop marks as a barrier (a save,
-a mixture update, a stage boundary) until the loop `release()`s it: at a barrier nothing is
-drawn ahead, and the source's state and weights can be read or changed safely. `stop_after(s)`
-ends the stream after step s (preemption), and the thread never draws past it.
+loop has trained on, so the thread stops after any step the loop marks as a barrier (where a
+hook acts: a save, an evaluation, a mixture update, a stage boundary) until the loop
+`release()`s it: at a barrier nothing is drawn ahead, and the source's state and weights can be
+read or changed safely. `stop_after(s)` ends the stream after step s (preemption), and the
+thread never draws past it.
 """
 
 import queue
