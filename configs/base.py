@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.progress_bar = True  # tqdm bar with loss, tokens/s and ETA
     c.train.on_nonfinite = "stop"  # a NaN/Inf loss or gradient: stop | skip (the update; counted)
     c.train.max_nonfinite_skips = 10  # skip mode: stop after this many skipped updates in a row
+    c.train.hooks = ""  # extra loop hooks: "package.module:factory,..." (factory(config) -> Hook)
 
     # Frozen reference models (lm/reference.py): each the --workdir of an earlier run of this
     # project (its own config.json gives its model shape; same vocabulary and data.seq_len).

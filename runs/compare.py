@@ -91,39 +91,51 @@ def seeds_of(cfg: ml_collections.ConfigDict) -> list[int]:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-    """The comparison's own fields, before any training."""
-    c = cfg.compare
-    if not 0 < c.confidence < 1:
-        raise ValueError(f"config.compare.confidence={c.confidence} must be in (0, 1)")
+    """The comparison's own fields, before any training: every problem in one error."""
+    c, found = cfg.compare, []
+
+    def need(ok, problem: str) -> None:
+        if not ok:
+            found.append(problem)
+
+    def attempt(check) -> None:
+        try:
+            check()
+        except ValueError as e:
+            found.append(str(e))
+
+    need(0 < c.confidence < 1, f"config.compare.confidence={c.confidence} must be in (0, 1)")
+    arms: list = []
     if c.runs:
-        arms = [a for a, _ in _run_globs(c.runs)]
+        attempt(lambda: arms.extend(a for a, _ in _run_globs(c.runs)))
     else:
         arms = list(c.arms.keys())
-        if not arms:
-            raise ValueError("config.compare.arms is empty: add arms, e.g. "
-                             "c.compare.arms.uniform = base.arm('configs/tiny.py')")
-        seeds_of(cfg)
-        if c.eval_rows < 1:
-            raise ValueError(f"config.compare.eval_rows={c.eval_rows} must be >= 1")
-        if c.backend not in ("local", "ray"):
-            raise ValueError(f"config.compare.backend={c.backend!r} is unknown; use local or ray")
-        if c.processes < 1:
-            raise ValueError(f"config.compare.processes={c.processes} must be >= 1")
+        need(arms, "config.compare.arms is empty: add arms, e.g. "
+                   "c.compare.arms.uniform = base.arm('configs/tiny.py')")
+        attempt(lambda: seeds_of(cfg))
+        need(c.eval_rows >= 1, f"config.compare.eval_rows={c.eval_rows} must be >= 1")
+        need(c.backend in ("local", "ray"), f"config.compare.backend={c.backend!r} is unknown; "
+                                            "use local or ray")
+        need(c.processes >= 1, f"config.compare.processes={c.processes} must be >= 1")
         specs = {f"config.compare.arms.{n}": c.arms[n] for n in arms}
         specs.update({f"config.compare.prerequisites.{n}": p
                       for n, p in c.prerequisites.items()})
         for where, spec in specs.items():
-            overrides.parse_overrides(resolve(spec.overrides, cfg, "", f"{where}.overrides"))
-            overrides.load_config_file(spec.config)
-        overrides.parse_overrides(resolve(c.overrides, cfg, "", "config.compare.overrides"))
-        prerequisite_order(cfg)
+            attempt(lambda w=where, sp=spec: overrides.parse_overrides(
+                resolve(sp.overrides, cfg, "", f"{w}.overrides")))
+            attempt(lambda sp=spec: overrides.load_config_file(sp.config))
+        attempt(lambda: overrides.parse_overrides(resolve(c.overrides, cfg, "",
+                                                          "config.compare.overrides")))
+        attempt(lambda: prerequisite_order(cfg))
         for name, p in c.prerequisites.items():
-            if p.get("mode", "train") not in PREREQUISITE_MODES:
-                raise ValueError(f"config.compare.prerequisites.{name}.mode={p.mode!r} is "
-                                 f"unknown; use one of {PREREQUISITE_MODES}")
-    if c.baseline not in arms:
-        raise ValueError(f"config.compare.baseline={c.baseline!r} is not an arm; the arms are "
-                         f"{arms}")
+            need(p.get("mode", "train") in PREREQUISITE_MODES,
+                 f"config.compare.prerequisites.{name}.mode={p.get('mode')!r} is unknown; use "
+                 f"one of {PREREQUISITE_MODES}")
+    need(not arms or c.baseline in arms, f"config.compare.baseline={c.baseline!r} is not an "
+                                         f"arm; the arms are {arms}")
+    if found:
+        raise ValueError(f"{len(found)} problem(s) of the comparison before any work:\n  " +
+                         "\n  ".join(found))
 
 
 def run_config(cfg: ml_collections.ConfigDict, arm: str, seed: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 from typing import Any, Sequence
@@ -21,6 +22,7 @@ from absl import logging
 from data import sources
 from data.mixing import parse_weights
 from lm import checkpoint, loop, sharding, validation
+from lm import hooks as hooks_lib
 from lm import reference as reference_lib
 from lm import workdir as workdir_lib
 from reweight import registry
@@ -73,14 +75,19 @@ class Experiment:
     methods: list[HostMethod]
     # name (a field of config.reference) -> the frozen reference model it names
     references: dict[str, reference_lib.ReferenceSpec] = dataclasses.field(default_factory=dict)
+    hooks: list[hooks_lib.Hook] = dataclasses.field(default_factory=list)  # config.train.hooks
 
-    def train(self, workdir: str, devices=None) -> loop.TrainResult:
+    def train(self, workdir: str, devices=None,
+              hooks: Sequence[hooks_lib.Hook] = ()) -> loop.TrainResult:
+        """Trains in `workdir`; the config's hooks and the caller's `hooks` (`lm.hooks.Hook`)
+        act after evaluation and the host methods, before the checkpoint."""
         if self.data.source is None:
             raise ValueError("this experiment was built for evaluation (train=False): build it "
                              "with train=True to train")
         return loop.train(self.cfg, workdir, source=self.data.source,
                           eval_sets=self.data.eval_sets, weighter=self.weighter,
-                          methods=self.methods, devices=devices, references=self.references)
+                          methods=self.methods, hooks=[*self.hooks, *hooks], devices=devices,
+                          references=self.references)
 
     def evaluate(self, checkpoint: str, devices=None, field: str = "the checkpoint"):
         """The eval sets' losses under the params of `checkpoint` (a workdir); `field` is
@@ -107,6 +114,7 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: sources.D
 
     source = attempt(lambda: sources.source_of(cfg))
     weighter, methods, references = Uniform(), [], {}
+    hooks = attempt(lambda: config_hooks(cfg), []) if train else []
     if source is not None:
         env = Env(cfg, source, data.domain_names if data else None)
         if train:
@@ -127,7 +135,28 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: sources.D
             found += source.check(train)
     if found:
         raise ValueError(f"{len(found)} problem(s) before any work:\n  " + "\n  ".join(found))
-    return Experiment(cfg, data or source.build(train), weighter, methods, references)
+    return Experiment(cfg, data or source.build(train), weighter, methods, references, hooks)
+
+
+def config_hooks(cfg: ml_collections.ConfigDict) -> list[hooks_lib.Hook]:
+    """The loop hooks config.train.hooks names: "package.module:factory,...", each factory
+    called with the config and returning an `lm.hooks.Hook` (a hook from the command line,
+    with nothing under lm/ edited)."""
+    out = []
+    for path in (p.strip() for p in cfg.train.hooks.split(",") if p.strip()):
+        module, sep, attr = path.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr) if sep else None
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"config.train.hooks: cannot import {path!r} ({e})") from None
+        if factory is None:
+            raise ValueError(f"config.train.hooks entry {path!r} is not 'package.module:factory'")
+        hook = factory(cfg)
+        if not isinstance(hook, hooks_lib.Hook):
+            raise ValueError(f"config.train.hooks: {path!r} returned {type(hook).__name__}, not "
+                             "an lm.hooks.Hook")
+        out.append(hook)
+    return out
 
 
 REFERENCE_FIELDS = ("workdir", "target", "general")  # of config.reference

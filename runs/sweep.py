@@ -37,41 +37,52 @@ from reweight import mixture, regmix
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-    """Fails early, with the fix, on settings that would waste a sweep."""
-    s = cfg.sweep
-    if s.num_trials < 2:
-        raise ValueError(f"config.sweep.num_trials must be >= 2, got {s.num_trials}: the "
-                         "regression needs several mixtures")
-    if s.dirichlet not in ("regmix", "scaled"):
-        raise ValueError(f"config.sweep.dirichlet={s.dirichlet!r} is unknown; use regmix (the "
-                         "reference's draws) or scaled")
-    regmix.parse_strengths(s.dirichlet_strengths)
-    regmix.parse_range(s.strength_range)
-    regmix.tempered(np.ones(2), s.temperature)
-    names, eval_names = sources.domain_names(cfg)
-    if s.target != "average" and s.target not in eval_names:
-        raise ValueError(f"config.sweep.target={s.target!r} is not an eval domain; choose "
-                         f"'average' or one of {eval_names}")
-    if s.backend not in ("local", "ray"):
-        raise ValueError(f"config.sweep.backend={s.backend!r} is unknown; use local or ray")
-    if not -1 <= s.trial < s.num_trials:
-        raise ValueError(f"config.sweep.trial={s.trial} is outside [-1, {s.num_trials}): -1 "
-                         "runs every trial, i runs trial i")
-    if s.vmap_trials < 1 or s.top_k < 1 or s.num_simulations < 1:
-        raise ValueError(f"config.sweep.vmap_trials={s.vmap_trials}, top_k={s.top_k} and "
-                         f"num_simulations={s.num_simulations} must all be >= 1")
-    if s.sample_multiplier < 1:
-        raise ValueError(f"config.sweep.sample_multiplier={s.sample_multiplier} must be >= 1: "
-                         "trials are drawn from that many times as many candidates (the "
-                         "reference's 100)")
-    if s.regression not in ("ridge", "gbm"):
-        raise ValueError(f"config.sweep.regression={s.regression!r} is unknown; use ridge or gbm")
+    """Fails early, with the fix, on settings that would waste a sweep: every problem in one
+    error."""
+    s, found = cfg.sweep, []
+    checks = (
+        (s.num_trials >= 2, f"config.sweep.num_trials must be >= 2, got {s.num_trials}: the "
+                            "regression needs several mixtures"),
+        (s.dirichlet in ("regmix", "scaled"), f"config.sweep.dirichlet={s.dirichlet!r} is "
+                                              "unknown; use regmix (the reference's draws) or "
+                                              "scaled"),
+        (s.backend in ("local", "ray"), f"config.sweep.backend={s.backend!r} is unknown; use "
+                                        "local or ray"),
+        (-1 <= s.trial < s.num_trials, f"config.sweep.trial={s.trial} is outside [-1, "
+                                       f"{s.num_trials}): -1 runs every trial, i runs trial i"),
+        (min(s.vmap_trials, s.top_k, s.num_simulations) >= 1,
+         f"config.sweep.vmap_trials={s.vmap_trials}, top_k={s.top_k} and num_simulations="
+         f"{s.num_simulations} must all be >= 1"),
+        (s.sample_multiplier >= 1, f"config.sweep.sample_multiplier={s.sample_multiplier} must "
+                                   "be >= 1: trials are drawn from that many times as many "
+                                   "candidates (the reference's 100)"),
+        (s.regression in ("ridge", "gbm"), f"config.sweep.regression={s.regression!r} is "
+                                           "unknown; use ridge or gbm"),
+        (not s.transfer_trials or 4 <= s.transfer_trials <= s.num_trials,
+         f"config.sweep.transfer_trials={s.transfer_trials} must be 0 (off) or in [4, "
+         f"num_trials={s.num_trials}]: a rank correlation needs 4 or more mixtures for an "
+         "interval (RegMix's check: >= 6)"))
+    found += [problem for ok, problem in checks if not ok]
+    parsers = [lambda: regmix.parse_strengths(s.dirichlet_strengths),
+               lambda: regmix.parse_range(s.strength_range),
+               lambda: regmix.tempered(np.ones(2), s.temperature), lambda: _target(cfg)]
     if s.transfer_trials:
-        if not 4 <= s.transfer_trials <= s.num_trials:
-            raise ValueError(f"config.sweep.transfer_trials={s.transfer_trials} must be 0 (off) "
-                             f"or in [4, num_trials={s.num_trials}]: a rank correlation needs "
-                             "4 or more mixtures for an interval (RegMix's check: >= 6)")
-        transfer_config(cfg)
+        parsers.append(lambda: transfer_config(cfg))
+    for parse in parsers:
+        try:
+            parse()
+        except ValueError as e:
+            found.append(str(e))
+    if found:
+        raise ValueError(f"{len(found)} problem(s) of the sweep before any work:\n  " +
+                         "\n  ".join(found))
+
+
+def _target(cfg: ml_collections.ConfigDict) -> None:
+    _, eval_names = sources.domain_names(cfg)
+    if cfg.sweep.target != "average" and cfg.sweep.target not in eval_names:
+        raise ValueError(f"config.sweep.target={cfg.sweep.target!r} is not an eval domain; "
+                         f"choose 'average' or one of {eval_names}")
 
 
 def _caps(cfg, env):

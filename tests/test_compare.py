@@ -128,6 +128,10 @@ def test_bad_compare_configs_fail_before_training(tmp_path):
                           (dict(overrides="train.steps"), "not FIELD=VALUE")):
         with pytest.raises(ValueError, match=match):
             compare.run(_config(tmp_path, **fields), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"3 problem\(s\) of the comparison") as e:
+        compare.run(_config(tmp_path, baseline="nope", seeds="0,0", confidence=1.5),
+                    str(tmp_path / "out"))
+    assert all(m in str(e.value) for m in ("not an arm", "distinct integers", "(0, 1)"))
     cfg = _config(tmp_path)
     cfg.compare.arms.uniform.overrides = "train.stepz=3"
     with pytest.raises(ValueError, match="names no config field"):

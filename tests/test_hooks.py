@@ -173,5 +173,30 @@ def test_hooks_and_methods_need_distinct_names(tmp_path):
         _train(tmp_path, [Recorder(), Recorder()])
 
 
+def tally_every_5(cfg) -> LossTally:
+    """A hook factory for config.train.hooks."""
+    return LossTally(5)
+
+
+def test_a_hook_named_in_the_config_runs_through_main(tmp_path):
+    """config.train.hooks="module:factory" adds a hook from the command line; a bad entry is
+    one of the problems the builder lists before any work."""
+    from helpers import run_main
+    workdir = str(tmp_path / "run")
+    flags = ("--config=configs/tiny.py", "--config.data.source=synthetic",
+             "--config.model.vocab_size=256", "--config.model.d_model=32",
+             "--config.model.num_layers=1", "--config.train.steps=10",
+             "--config.train.batch_size=4", "--config.data.seq_len=16",
+             "--config.train.progress_bar=False", "--config.train.warmup_steps=1")
+    run_main(workdir, *flags, "--config.train.hooks=test_hooks:tally_every_5")
+    tally = [m for m in read_metrics(workdir) if "tally/steps" in m]
+    assert [(m["step"], m["tally/steps"]) for m in tally] == [(5, 5), (10, 10)]
+    from runs import experiment
+    cfg = tiny_config(hooks="test_hooks:tally_every_5,test_hooks:nope")
+    with pytest.raises(ValueError, match=r"1 problem\(s\) before any work:\n  config.train."
+                                         "hooks: cannot import 'test_hooks:nope'"):
+        experiment.build(cfg)
+
+
 if __name__ == "__main__":
     _train(sys.argv[1], [LossTally(5)], steps=STEPS, checkpoint_every=7, eval_every=20)

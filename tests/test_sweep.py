@@ -224,3 +224,10 @@ def test_vmapped_groups_are_jobs_that_resume(local_sweep, tmp_path):
         assert a["weights"] == b["weights"] and b["status"] == "ok"
         assert a["target"] == pytest.approx(b["target"], rel=1e-4)
     assert sweep.run(_cfg(vmap_trials=2), str(tmp_path))["trials_run"] == 0
+
+
+def test_every_sweep_problem_comes_at_once(tmp_path):
+    with pytest.raises(ValueError, match=r"3 problem\(s\) of the sweep before any work") as e:
+        sweep.run(_cfg(num_trials=1, regression="lasso", target="nope"), str(tmp_path))
+    assert all(m in str(e.value) for m in ("num_trials must be >= 2", "regression='lasso'",
+                                           "target='nope' is not an eval domain"))
