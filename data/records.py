@@ -68,7 +68,8 @@ def parse_line(kind: str, text_key: str, where: str, raw: bytes) -> str:
     """A line's document text ('' for a blank line), the line without its newline; raises
     ValueError naming `where`."""
     try:
-        line = raw.decode("utf-8")
+        # A byte-order mark (Windows editors, spreadsheet exports) starts a file, not its text.
+        line = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         raise ValueError(f"{where}: not valid UTF-8 ({e}); repair the file, e.g. "
                          "`iconv -f utf-8 -t utf-8 -c`") from None
@@ -81,16 +82,32 @@ def parse_line(kind: str, text_key: str, where: str, raw: bytes) -> str:
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: not valid JSON ({e}); each line must be one JSON "
                          "object") from None
-    text = record.get(text_key) if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: the line is {_json_kind(record)}, not a JSON object; each "
+                         f"line must be one object with a string field {text_key!r}")
+    if text_key not in record:
+        raise ValueError(f"{where}: no string field {text_key!r} (found {sorted(record)}); set "
+                         "the domain's text_key (config.data.text_key)")
+    text = record[text_key]
     if not isinstance(text, str):
-        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"{where}: no string field {text_key!r} (found {keys}); set the "
-                         "domain's text_key (config.data.text_key)")
+        raise ValueError(f"{where}: {text_key!r} is {_json_kind(text)}, not a string; give "
+                         "every record its text as a string, or drop the record")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise ValueError(f"{where}: text is not valid UTF-8 ({e}); repair the file") from None
     return text
+
+
+def _json_kind(value) -> str:
+    """How a JSON value reads in an error: 'null', 'a number (3)', 'a list', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    return {list: "a list", dict: "an object", str: "a string"}[type(value)]
 
 
 def pieces(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import seqio
 
-from data import tasks
+from data import records, tasks
 from data.domains import DomainSpec
 from helpers import remove_seqio_tasks
 
@@ -134,12 +134,31 @@ def test_tfds_domain(tmp_path):
     (b'{"text": "ok\xff\xfe"}\n', r"bad-0\.jsonl:2: not valid UTF-8"),
     (b'{"text": "cut\n', r"bad-0\.jsonl:2: not valid JSON"),
     (b'{"body": "wrong key"}\n', r"bad-0\.jsonl:2: no string field 'text'.*\['body'\]"),
+    (b'{"text": null}\n', r"bad-0\.jsonl:2: 'text' is null, not a string"),
+    (b'{"text": 42}\n', r"bad-0\.jsonl:2: 'text' is a number \(42\), not a string"),
+    (b'{"text": ["a", "b"]}\n', r"bad-0\.jsonl:2: 'text' is a list, not a string"),
+    (b'{"text": {"a": 1}}\n', r"bad-0\.jsonl:2: 'text' is an object, not a string"),
+    (b'["text"]\n', r"bad-0\.jsonl:2: the line is a list, not a JSON object"),
 ])
 def test_bad_jsonl_lines_name_file_and_line(tmp_path, line, match):
     (tmp_path / "bad-0.jsonl").write_bytes(b'{"text": "fine"}\n' + line)
     spec = DomainSpec("bad", "jsonl", str(tmp_path / "bad-*.jsonl"))
     with pytest.raises(ValueError, match=match):
         take(tasks.RowStream(spec, VOCAB, L), 3)
+
+
+@pytest.mark.parametrize("kind, body", [("jsonl", b'{"text": "fine"}\n{"text": "also"}\n'),
+                                        ("text", b"fine\nalso\n")])
+def test_a_byte_order_mark_starts_a_file_not_its_text(tmp_path, kind, body):
+    """Windows editors and spreadsheet exports begin UTF-8 files with a BOM: read as if absent."""
+    for name, data in (("bom", b"\xef\xbb\xbf" + body), ("plain", body)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"d-0.{kind}").write_bytes(data)
+    rows = {name: take(tasks.RowStream(DomainSpec(name, kind, str(tmp_path / name / "d-*")),
+                                       VOCAB, L, shuffle=False, repeat=False), 1)
+            for name in ("bom", "plain")}
+    np.testing.assert_array_equal(rows["bom"][0]["targets"], rows["plain"][0]["targets"])
+    assert records.check("bom", kind, str(tmp_path / "bom" / "d-*"), "train", "text") == []
 
 
 def test_bad_text_line_names_file_and_line(tmp_path):
