@@ -899,6 +899,24 @@ def shard_paths(data_dir: str, domain: str, split: str, heldout: bool = False) -
     return paths
 
 
+def drift(manifest: dict, sources: tuple[Source, ...] = SOURCES + HELDOUT_SOURCES) -> str:
+    """One plain paragraph when the corpus is not the pinned one (a package the archive no
+    longer serves at its pin was taken at its current version), naming the packages and the
+    domains they feed; '' when every pin held."""
+    moved = {name: rec for name, rec in manifest["packages"].items()
+             if rec.get("pinned") and rec["version"] != rec["pinned"]}
+    if not moved:
+        return ""
+    domains = sorted({s.domain if s in SOURCES else f"heldout/{s.domain}" for s in sources
+                      if set(s.packages) & set(moved)})
+    return ("This corpus is NOT the pinned one: the archive no longer serves " + ", ".join(
+        f"{n}={r['pinned']} (used {r['version']})" for n, r in sorted(moved.items())) +
+        f". The domains {', '.join(domains)} read those packages, so their text, and the "
+        "losses measured on them, differ from those of the pinned corpus. Every run records "
+        "the fingerprint of the files it read (corpus/fingerprint in its eval.json), and a "
+        "comparison of runs on different corpora says so.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
@@ -916,6 +934,8 @@ def main(argv: list[str] | None = None) -> None:
     for domain, splits in {**manifest["domains"], **manifest["heldout"]}.items():
         print(domain.ljust(12), "  ".join(f"{s}: {c['documents']} docs {c['pieces']} pieces "
                                           f"{c['bytes'] / 1e6:.1f} MB" for s, c in splits.items()))
+    if note := drift(manifest):
+        print(f"\nNOTE: {note}")
 
 
 if __name__ == "__main__":

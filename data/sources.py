@@ -78,6 +78,23 @@ class Seqio:
         from data import pipeline
         return pipeline.natural_token_counts(self.specs, self.vocab_path())
 
+    def fingerprint(self) -> dict:
+        """The corpus fingerprint (data/fingerprint.py) over every local file this config's
+        domains read, train and validation splits, and the tokenizer file."""
+        from data import fingerprint, records
+        parts = []
+        for spec in self.eval_specs:
+            if spec.kind == "tfds" or records.remote(spec.pattern):
+                parts.append((f"{spec.name}/{spec.kind}:{spec.pattern}", None))
+                continue
+            for split in ("train", "validation"):
+                for path in records.split_files(spec.pattern, split, spec.unsplit) or []:
+                    parts.append((f"{spec.name}/{split}/{os.path.basename(path)}", path))
+        vocab = self.vocab_path()
+        parts.append((f"tokenizer/{os.path.basename(vocab)}", vocab) if vocab and os.path.exists(
+            vocab) else (f"tokenizer/{self.cfg.data.vocab}", None))
+        return fingerprint.of(parts)
+
     def _common(self, global_batch: int, index: int, count: int) -> dict:
         return dict(vocab=self.vocab(), seq_len=self.cfg.data.seq_len, global_batch=global_batch,
                     process_index=index, process_count=count, data_dir=self.cfg.data.data_dir)
@@ -160,6 +177,9 @@ class Synthetic:
     def token_counts(self) -> None:
         return None
 
+    def fingerprint(self) -> None:
+        return None  # generated from the config (and its seed): no files
+
     def check(self, train: bool) -> list[str]:
         return []  # generated rows: nothing to read
 
@@ -194,6 +214,9 @@ class Lego:
 
     def token_counts(self) -> None:
         return None
+
+    def fingerprint(self) -> None:
+        return None  # generated from the config (and its seed): no files
 
     def check(self, train: bool) -> list[str]:
         return []  # generated rows: nothing to read

@@ -258,6 +258,7 @@ class Run:
     tokens: float = math.nan
     flops: float = math.nan
     seconds: float = math.nan
+    corpus: str = ""  # the corpus fingerprint of its eval.json ("" for generated data)
     step_flops: float = math.nan  # training FLOPs of one step
     overhead: list = dataclasses.field(default_factory=list)  # (step, a method's own FLOPs)
 
@@ -313,6 +314,9 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     run.flops = run.flops_at(cfg.train.steps)
     elapsed = [m["elapsed_s"] for m in metrics if "elapsed_s" in m]
     run.seconds = float(elapsed[-1]) if elapsed else math.nan
+    if os.path.exists(os.path.join(workdir, "eval.json")):
+        with open(os.path.join(workdir, "eval.json")) as f:
+            run.corpus = json.load(f).get("corpus/fingerprint", "")
     return run
 
 
@@ -404,7 +408,10 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
            "baseline_steps": base_steps, "eval_rows": base_runs[0].eval_rows,
            "train_domains": train_domains, "headline_domains": headline,
            "heldout_domains": heldout, "accuracy_domains": with_accuracy,
-           "accuracy_target": accuracy_target, "skills": skills, "arms": {}}
+           "accuracy_target": accuracy_target, "skills": skills, "arms": {},
+           # corpus fingerprint -> the runs that read it (several: different data)
+           "corpora": {fp: [f"{r.arm} seed {r.seed}" for r in ok if r.corpus == fp]
+                       for fp in sorted({r.corpus for r in ok if r.corpus})}}
     for arm in arms:
         mine = {seed: q for (a, seed), q in per_run.items() if a == arm}
         base = {seed: q for (a, seed), q in per_run.items() if a == baseline}
@@ -464,6 +471,14 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
     def q(arm, name):
         return arms[arm]["quantities"].get(name, {"n": 0, "mean": math.nan})
 
+    corpora = summary.get("corpora", {})
+    if len(corpora) == 1:
+        lines += [f"Every run read the corpus with fingerprint `{next(iter(corpora))}`.", ""]
+    elif corpora:
+        lines += [f"**Warning: these runs read {len(corpora)} different corpora** (corpus "
+                  "fingerprints, data/fingerprint.py), so a difference between arms may be the "
+                  "data's, not the method's; rerun them on one corpus: " + "; ".join(
+                      f"`{fp}`: {', '.join(runs)}" for fp, runs in corpora.items()) + ".", ""]
     if summary["headline_domains"] != summary["train_domains"]:
         lines += [f"The headline loss, its AUC and steps-to-target are the mean over "
                   f"{', '.join(summary['headline_domains'])} (config.compare.domains).", ""]

@@ -305,7 +305,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
         allow_config_change: bool = False, devices=None) -> dict:
     """The ordinary entry point: trains or evaluates one config in `workdir`, every check
     before any work. Returns the last evaluation's scalars ({} if none ran), with "preempted"
-    if stopped early; eval.json gets them (a finished run's file is kept)."""
+    if stopped early; eval.json gets them, with the corpus fingerprint of the files it read
+    (`corpus/fingerprint`, data/fingerprint.py; a finished run's file is kept)."""
     sharding.maybe_initialize_distributed(cfg.mesh)
     problems = validation.problems(cfg, jax.device_count(), jax.process_count())
     if mode == "train":
@@ -340,6 +341,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
                 scalars = json.load(f)
     else:
         scalars = evaluation.scalars()
+        if corpus := sources.source_of(cfg).fingerprint():  # which files these numbers are of
+            scalars |= {f"corpus/{k}": v for k, v in corpus.items()}
         if jax.process_index() == 0:
             workdir_lib.write_atomic(path, json.dumps(scalars, indent=2))
     return scalars | ({"preempted": result.step} if preempted else {})

@@ -302,6 +302,28 @@ def test_flops_to_target_counts_a_selection_from_the_step_it_is_made():
         1.0, abs=0.01)
 
 
+def test_runs_of_different_corpora_are_flagged():
+    """A comparison whose runs read different files says so above its table."""
+    def run(arm, seed, corpus):
+        evals = [{"step": 10, "eval/a/loss": 1.0 + 0.01 * seed}]
+        return compare.Run(arm, seed, "", "ok", steps=10, eval_rows=8, train_domains=["a"],
+                           evals=evals, tokens=1.0, step_flops=1.0, flops=10.0, seconds=1.0,
+                           corpus=corpus)
+    same = [run(a, s, "abc") for a in ("base", "other") for s in range(2)]
+    text = compare.write_markdown(compare.summarize(same, "base", 0.95), "/dev/null", "t")
+    assert "Every run read the corpus with fingerprint `abc`." in text
+    mixed = same[:3] + [run("other", 1, "def")]
+    summary = compare.summarize(mixed, "base", 0.95)
+    assert summary["corpora"] == {"abc": ["base seed 0", "base seed 1", "other seed 0"],
+                                  "def": ["other seed 1"]}
+    text = compare.write_markdown(summary, "/dev/null", "t")
+    assert "**Warning: these runs read 2 different corpora**" in text
+    assert "`def`: other seed 1" in text
+    generated = [run(a, s, "") for a in ("base", "other") for s in range(2)]
+    text = compare.write_markdown(compare.summarize(generated, "base", 0.95), "/dev/null", "t")
+    assert "corpus" not in text
+
+
 def test_a_skill_graph_prerequisite_feeds_an_arm(tmp_path):
     """Skill-It with the estimated graph as an arm: the graph is a prerequisite run in
     --mode=skill_graph, its skill_graph.json read by the arm as @graph/skill_graph.json."""

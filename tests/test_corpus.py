@@ -305,3 +305,12 @@ def test_full_build(tmp_path_factory):
         assert manifest["domains"][domain]["validation"]["pieces"] > 0, domain
     assert all(v["validation"]["bytes"] > 1e6 for v in manifest["heldout"].values())
     assert c.build_corpus(str(data_dir)) == manifest
+
+
+def test_a_corpus_other_than_the_pinned_one_says_so_plainly():
+    pinned = {"perl-doc": {"version": "1", "pinned": "1"}, "linux-doc-6.1": {"version": "2"}}
+    assert c.drift({"packages": pinned}) == ""
+    moved = {**pinned, "perl-doc": {"version": "0.9", "pinned": "1"}}
+    note = c.drift({"packages": moved})
+    assert note.startswith("This corpus is NOT the pinned one: the archive no longer serves "
+                           "perl-doc=1 (used 0.9). The domains heldout/perl_pod read")

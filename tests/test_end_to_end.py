@@ -56,3 +56,27 @@ def test_a_tokenizer_larger_than_the_model_vocab_is_rejected(corpus):
     cfg.model.vocab_size = 100
     with pytest.raises(ValueError, match="config.model.vocab_size"):
         sources.build_data(cfg)
+
+
+def test_the_corpus_fingerprint_is_of_the_files_contents(corpus, tmp_path):
+    """eval.json names the corpus a run read: the same files copied elsewhere give the same
+    fingerprint, one changed byte another."""
+    import shutil
+    cfg = _cfg(corpus)
+    cfg.train.update(steps=2, eval_every=0, checkpoint_every=2)
+    result = experiment.run(cfg, str(tmp_path / "run"), devices=jax.devices()[:1])
+    with open(tmp_path / "run" / "eval.json") as f:
+        recorded = json.load(f)
+    fp = sources.source_of(cfg).fingerprint()
+    assert recorded["corpus/fingerprint"] == result["corpus/fingerprint"] == fp["fingerprint"]
+    assert fp["files"] == 4 and fp["bytes"] == sum(
+        os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(corpus) for n in ns)
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    moved = _cfg(copy)
+    assert sources.source_of(moved).fingerprint() == fp
+    with open(copy / "beta" / "validation-00000.jsonl", "rb+") as f:
+        f.write(b'{"text": "Blue')  # same size, other bytes
+    assert sources.source_of(moved).fingerprint()["fingerprint"] != fp["fingerprint"]
+    synthetic = tiny_config()
+    assert sources.source_of(synthetic).fingerprint() is None  # generated: no files
