@@ -459,6 +459,33 @@ def _fmt_diff(entry: dict, digits: int = 4) -> str:
     return f"{text} {entry['verdict']}"
 
 
+def headline_sentences(summary: dict) -> list[str]:
+    """One plain sentence per arm: its paired difference on the headline loss and what the
+    interval says (the line a reader should take away)."""
+    b, level = summary["baseline"], round(100 * summary["confidence"])
+    where = ("the training domains" if summary["headline_domains"] == summary["train_domains"]
+             else ", ".join(summary["headline_domains"]))
+    out = []
+    for arm, a in summary["arms"].items():
+        entry = a["quantities"].get("loss/train_mean", {})
+        d = entry.get("diff")
+        if arm == b or not d or d["n"] == 0:
+            continue
+        change = (f"leaves the mean final loss on {where} unchanged against `{b}`"
+                  if d["mean"] == 0 else
+                  f"{'lowers' if d['mean'] < 0 else 'raises'} the mean final loss on {where} by "
+                  f"{abs(d['mean']):.3f} nats against `{b}`")
+        if d["n"] < 2 or not math.isfinite(d["low"]):
+            out.append(f"`{arm}` {change} on one seed: too few seeds for an interval.")
+            continue
+        meaning = {"better": "better, the interval excludes 0",
+                   "worse": "worse, the interval excludes 0",
+                   "no clear difference": "no clear difference, the interval includes 0"}
+        out.append(f"`{arm}` {change} ({level}% interval {d['low']:+.3f} to {d['high']:+.3f} "
+                   f"over {d['n']} paired seeds): {meaning[entry['verdict']]}.")
+    return out
+
+
 def write_markdown(summary: dict, path: str, title: str) -> str:
     b, level = summary["baseline"], round(100 * summary["confidence"])
     arms = summary["arms"]
@@ -467,6 +494,7 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
              f"Baseline `{b}`; seeds {', '.join(map(str, seeds))}; {level}% t-intervals over "
              "seeds in brackets; Δ = arm − baseline, paired seed by seed (better / worse when "
              "its interval excludes 0). Losses are nats per token on the final evaluation.", ""]
+    lines += [" ".join(headline_sentences(summary)), ""] if headline_sentences(summary) else []
 
     def q(arm, name):
         return arms[arm]["quantities"].get(name, {"n": 0, "mean": math.nan})

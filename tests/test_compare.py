@@ -66,6 +66,10 @@ def test_a_better_arm_is_better_and_an_identical_one_is_no_clear_difference(comp
     assert 0 < se["mean"] < 0.5  # 16 rows of one domain
     text = open(os.path.join(workdir, "compare.md")).read()
     assert "| only0 | 3 ok |" in text and "better" in text and "no clear difference" in text
+    assert ("`same` leaves the mean final loss on the training domains unchanged against "
+            "`uniform` (95% interval +0.000 to +0.000 over 3 paired seeds): no clear difference, "
+            "the interval includes 0.") in text  # the plain sentence under the title
+    assert "`only0` " in text.split("\n|")[0] and "`broken`" not in text.split("\n|")[0]
     for name in ("compare.csv", "compare.json", "compare_curves.png", "compare_differences.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 100, name
 
