@@ -621,7 +621,9 @@ def plot(runs: list[Run], summary: dict, workdir: str) -> list[str]:
             dax.plot(steps, [e.mean for e in est], color=f"C{i}", label=arm)
             dax.fill_between(steps, [e.low for e in est], [e.high for e in est],
                              color=f"C{i}", alpha=0.2)
-    ax.set(xlabel="step", ylabel="eval loss, mean over training domains",
+    over = ("training domains" if summary["headline_domains"] == summary["train_domains"] else
+            ", ".join(summary["headline_domains"]))
+    ax.set(xlabel="step", ylabel=f"eval loss, mean over {over}",
            title="band: min to max over seeds")
     dax.axhline(0, color="k", lw=0.8)
     dax.set(xlabel="step", ylabel=f"minus {baseline}, paired by seed",
