@@ -41,6 +41,8 @@ def test_comparison_arms_and_prerequisites_resolve(path):
             experiment.check_weights(run_cfg, env.domain_names)
     for name in cfg.compare.prerequisites:
         compare.prerequisite_config(cfg, name, "workdir")
+    doc = importlib.import_module(path[:-3].replace(os.sep, ".")).__doc__ or ""
+    assert "Prediction" in doc, f"{path}: a comparison's prediction goes in its docstring"
 
 
 def test_every_methods_fields_are_its_modules_and_its_defaults_pass_its_checks():

@@ -19,7 +19,8 @@ Measured (2026-12-06, the project's 2-core CPU machine; the same figures from a 
 in the working checkout): code and math -0.060 [-0.082, -0.037], better (the prediction's low
 end); math -0.061 [-0.077, -0.046], code -0.058 [-0.119, +0.003]; books +0.029, reference
 +0.081, dialogue +0.028 worse as predicted, technical -0.004 no clear difference (predicted
-worse: wrong). `make demo` took 9 min 10 s from a fresh clone with pip's cache off (install,
+worse: wrong). On another seed set (`--config.compare.seeds=3,4,5`): code and math -0.073
+[-0.124, -0.022], better again. `make demo` took 9 min 10 s from a fresh clone with pip's cache off (install,
 corpus, tokenizer, six runs of 55-72 s, one slowed to 141 s by the shared machine).
 What it shows is the tool, not a research verdict: at 120 steps the tiny model is near the
 unigram regime (natural's final loss is above the domain's unigram entropy on math 5.72 vs
