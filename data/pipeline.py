@@ -108,3 +108,25 @@ def make_eval_batches(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: 
             batches.append(batch)
         out[spec.name] = batches
     return out
+
+
+def eval_bytes(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: int,
+               max_rows_per_domain: int, data_dir: str = "",
+               split: str = "validation") -> dict[str, int]:
+    """Per domain, the UTF-8 bytes of the text its eval rows score (every process's rows: the
+    rows of `make_eval_batches`), for bits per byte, the figure that compares runs across
+    tokenizers. Each document segment's scored targets are decoded by the tokenizer and
+    counted; special tokens (EOS) decode to nothing. (A SentencePiece segment cut mid-document
+    loses its first piece's leading space: under one byte a row.)"""
+    from data import tasks  # TensorFlow, only when a pipeline is built
+
+    out = {}
+    for spec in _resolve(domains, data_dir):
+        total = 0
+        for row in tasks.eval_rows(spec, vocab, seq_len, max_rows_per_domain, split):
+            scored = row["loss_mask"] > 0
+            for segment in np.unique(row["segment_ids"][scored]):
+                ids = row["targets"][scored & (row["segment_ids"] == segment)]
+                total += len(vocab.decode([int(i) for i in ids]).encode("utf-8"))
+        out[spec.name] = total
+    return out

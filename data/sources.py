@@ -23,6 +23,9 @@ class Data:
     source: Any
     eval_sets: dict[str, list[dict]]  # eval domain -> this process's rows of its batches
     domain_names: tuple[str, ...]  # training domains, in domain-id order
+    # eval domain -> UTF-8 bytes of the text its eval rows score, all processes' (text
+    # domains only: bits per byte)
+    eval_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 MakeData = Callable[[ml_collections.ConfigDict], Data]  # e.g. build_data, or a test's own
@@ -132,7 +135,9 @@ class Seqio:
             shuffle_buffer_size=c.data.shuffle_buffer_size, **common) if train else None
         evals = pipeline.make_eval_batches(self.eval_specs, max_rows_per_domain=c.data.eval_rows,
                                            **common)
-        return Data(source, evals, tuple(self.names()[0]))
+        text_bytes = pipeline.eval_bytes(self.eval_specs, self.vocab(), c.data.seq_len,
+                                         c.data.eval_rows, c.data.data_dir)
+        return Data(source, evals, tuple(self.names()[0]), text_bytes)
 
     def validation_rows(self, domain: str, rows: int) -> dict:
         from data import pipeline

@@ -10,6 +10,7 @@ knows only their interfaces (`reweight.interface`, `lm.hooks`).
 """
 
 import contextlib
+import math
 import dataclasses
 from typing import Sequence
 
@@ -41,9 +42,10 @@ class TrainResult:
     preempted: bool  # stopped early by SIGTERM / SIGINT, after saving at `step`
 
 
-def _eval(rt: train_lib.Runtime, params, eval_sets: dict, step: int) -> EvalResult:
+def _eval(rt: train_lib.Runtime, params, eval_sets: dict, step: int,
+          eval_bytes: dict | None = None) -> EvalResult:
     """Token-weighted validation loss, its standard error over rows, and the exact-match rate
-    per eval domain."""
+    per eval domain; bits per byte where `eval_bytes` has the domain's scored text bytes."""
     names = list(eval_sets)
     totals, rows = None, {n: ([], []) for n in names}
     for d, (name, batches) in enumerate(eval_sets.items()):
@@ -60,7 +62,9 @@ def _eval(rt: train_lib.Runtime, params, eval_sets: dict, step: int) -> EvalResu
         step=step, loss={n: float(l) for n, l, s in zip(names, per_domain, seen) if s},
         accuracy={n: float(a) for n, a, s in zip(names, accuracy, seen) if s},
         overall_loss=float(totals["domain_loss_sum"].sum() / max(totals["domain_tokens"].sum(), 1)),
-        loss_se={n: _ratio_se(*map(np.concatenate, rows[n])) for n, s in zip(names, seen) if s})
+        loss_se={n: _ratio_se(*map(np.concatenate, rows[n])) for n, s in zip(names, seen) if s},
+        bits_per_byte={n: float(totals["domain_loss_sum"][d] / (eval_bytes[n] * math.log(2)))
+                       for d, n in enumerate(names) if seen[d] and (eval_bytes or {}).get(n)})
 
 
 def _ratio_se(loss_sum_R: np.ndarray, tokens_R: np.ndarray) -> float:
@@ -74,7 +78,8 @@ def _ratio_se(loss_sum_R: np.ndarray, tokens_R: np.ndarray) -> float:
 
 
 def evaluate(cfg: ml_collections.ConfigDict, checkpoint: str, *, eval_sets: dict,
-             devices=None, field: str = "the checkpoint") -> EvalResult:
+             devices=None, field: str = "the checkpoint",
+             eval_bytes: dict | None = None) -> EvalResult:
     """Per-domain validation loss of the params of `checkpoint`'s latest step that restores (a
     workdir or its checkpoints/ folder); only the model config has to match the run that wrote
     it. `field` is what error messages call `checkpoint`."""
@@ -83,7 +88,7 @@ def evaluate(cfg: ml_collections.ConfigDict, checkpoint: str, *, eval_sets: dict
                                  num_eval_domains=len(eval_sets))
     with rt.context():
         params, step = ckpt_lib.load_params(checkpoint, rt.abstract.params, field)
-        return _eval(rt, params, eval_sets, step)
+        return _eval(rt, params, eval_sets, step, eval_bytes)
 
 
 def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flops_tok: float):
@@ -120,7 +125,7 @@ def _context_maker(rt: train_lib.Runtime, source: BatchSource, names: tuple, flo
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
           eval_sets: dict, weighter: Weighter, methods: Sequence[HostMethod] = (),
           hooks: Sequence[hooks_lib.Hook] = (), devices=None,
-          references: dict | None = None) -> TrainResult:
+          references: dict | None = None, eval_bytes: dict | None = None) -> TrainResult:
     """Trains to `cfg.train.steps` (or `run_steps` more), resuming from the workdir's latest
     checkpoint. `eval_sets` maps each eval domain to this process's rows of its batches.
     Between steps it runs hooks (`lm.hooks`): evaluation, host methods (which act at the steps
@@ -128,7 +133,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
     the speed meter. SIGTERM or SIGINT saves at the next step boundary and returns early
     (preempted). `references` (name -> lm.reference.ReferenceSpec) are frozen models loaded for
     the run (never checkpointed); the step runs the one named "workdir" when the weighter or a
-    host method `needs_reference`."""
+    host method `needs_reference`. `eval_bytes` (eval domain -> UTF-8 bytes of the text its eval
+    rows score) adds each text domain's bits per byte to the evaluations."""
     names = tuple(source.domain_names)
     methods = list(methods)
     named = [m.name for m in methods] + [h.name for h in hooks]
@@ -180,7 +186,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
         loop = hooks_lib.Loop(workdir, names, writer, state, end,
                               saved_step=start if restored is not None else None)
         peak, peak_source = flops_lib.peak_flops(t.peak_flops)
-        evaluation = hooks_lib.Evaluation(lambda params, step: _eval(rt, params, eval_sets, step),
+        evaluation = hooks_lib.Evaluation(lambda params, step: _eval(rt, params, eval_sets, step,
+                                                                       eval_bytes),
                                           every=t.eval_every, at_start=t.eval_at_start,
                                           last_step=t.steps)
         loop.hooks = (hooks_lib.NonFiniteGuard(t.on_nonfinite, t.max_nonfinite_skips),

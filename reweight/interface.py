@@ -118,12 +118,16 @@ class EvalResult:
     accuracy: dict[str, float]  # exact-match rate per domain (every loss token right)
     overall_loss: float  # token-weighted over every eval domain's tokens
     loss_se: dict[str, float]  # standard error of `loss` over the domain's eval rows
+    # summed loss / (UTF-8 bytes of the scored text x ln 2), text domains only: comparable
+    # across tokenizers
+    bits_per_byte: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def scalars(self) -> dict[str, float]:
         """The flat form of metrics.jsonl and eval.json: eval/NAME/loss, eval/NAME/loss_se,
-        eval/NAME/accuracy, eval/loss (token-weighted) and eval/loss_domain_mean (the mean over
-        domains)."""
+        eval/NAME/accuracy, eval/NAME/bits_per_byte, eval/loss (token-weighted) and
+        eval/loss_domain_mean (the mean over domains)."""
         out = {f"eval/{n}/loss": v for n, v in self.loss.items()}
+        out |= {f"eval/{n}/bits_per_byte": v for n, v in self.bits_per_byte.items()}
         out |= {f"eval/{n}/loss_se": v for n, v in self.loss_se.items()}
         out |= {f"eval/{n}/accuracy": v for n, v in self.accuracy.items()}
         out["eval/loss"] = self.overall_loss

@@ -392,6 +392,8 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
         for d in train_domains + heldout:
             q[f"loss/{d}"] = r.final(d)
             q[f"loss_se/{d}"] = r.final(d, "loss_se")
+            if math.isfinite(r.final(d, "bits_per_byte")):  # text domains: across tokenizers
+                q[f"bpb/{d}"] = r.final(d, "bits_per_byte")
         for d in with_accuracy:
             q[f"accuracy/{d}"] = r.final(d, "accuracy")
         if skills:  # the final mean accuracy; the first eval with every skill at the target
@@ -423,7 +425,7 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
             entry = stats.mean_ci(list(values.values()), confidence).as_dict()
             if name in ("steps_to_target", "flops_to_target", "steps_to_accuracy"):
                 entry["reached"] = sum(math.isfinite(v) for v in values.values())
-            if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy",
+            if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy", "bpb",
                                                            "steps_to_target",
                                                            "flops_to_target",
                                                            "steps_to_accuracy"):
@@ -552,6 +554,9 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
 
     lines += domain_table("Final eval loss per training domain", summary["train_domains"])
     lines += domain_table("Held-out domains (never trained on)", summary["heldout_domains"])
+    with_bpb = [d for d in summary["train_domains"] + summary["heldout_domains"]
+                if q(b, f"bpb/{d}").get("n")]
+    lines += domain_table("Bits per byte (comparable across tokenizers)", with_bpb, "bpb")
     lines += domain_table("Exact-match accuracy", summary["accuracy_domains"], "accuracy", 3)
     if summary["skills"]:
         lines += [f"Steps until every headline domain is at {summary['accuracy_target']:g} accuracy"

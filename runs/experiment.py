@@ -87,13 +87,13 @@ class Experiment:
         return loop.train(self.cfg, workdir, source=self.data.source,
                           eval_sets=self.data.eval_sets, weighter=self.weighter,
                           methods=self.methods, hooks=[*self.hooks, *hooks], devices=devices,
-                          references=self.references)
+                          references=self.references, eval_bytes=self.data.eval_bytes)
 
     def evaluate(self, checkpoint: str, devices=None, field: str = "the checkpoint"):
         """The eval sets' losses under the params of `checkpoint` (a workdir); `field` is
         what error messages call it."""
         return loop.evaluate(self.cfg, checkpoint, eval_sets=self.data.eval_sets,
-                             devices=devices, field=field)
+                             devices=devices, field=field, eval_bytes=self.data.eval_bytes)
 
 
 def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: sources.Data | None = None,

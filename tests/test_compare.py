@@ -328,6 +328,21 @@ def test_runs_of_different_corpora_are_flagged():
     assert "corpus" not in text
 
 
+def test_bits_per_byte_are_tabled_with_paired_differences():
+    def run(arm, seed, bpb):
+        evals = [{"step": 10, "eval/a/loss": 2.0 + 0.01 * seed,
+                  "eval/a/bits_per_byte": bpb + 0.01 * seed}]
+        return compare.Run(arm, seed, "", "ok", steps=10, eval_rows=8, train_domains=["a"],
+                           evals=evals, tokens=1.0, step_flops=1.0, flops=10.0, seconds=1.0)
+    runs = [run("base", s, 1.5) for s in range(3)] + [run("other", s, 1.4) for s in range(3)]
+    summary = compare.summarize(runs, "base", 0.95)
+    entry = summary["arms"]["other"]["quantities"]["bpb/a"]
+    assert entry["diff"]["mean"] == pytest.approx(-0.1) and entry["verdict"] == "better"
+    text = compare.write_markdown(summary, "/dev/null", "t")
+    assert "## Bits per byte (comparable across tokenizers)" in text
+    assert "| a | — | 1.5100 [" in text and "-0.1000 [-0.1000, -0.1000] better" in text
+
+
 def test_a_skill_graph_prerequisite_feeds_an_arm(tmp_path):
     """Skill-It with the estimated graph as an arm: the graph is a prerequisite run in
     --mode=skill_graph, its skill_graph.json read by the arm as @graph/skill_graph.json."""

@@ -80,3 +80,23 @@ def test_the_corpus_fingerprint_is_of_the_files_contents(corpus, tmp_path):
     assert sources.source_of(moved).fingerprint()["fingerprint"] != fp["fingerprint"]
     synthetic = tiny_config()
     assert sources.source_of(synthetic).fingerprint() is None  # generated: no files
+
+
+def test_bits_per_byte_is_nats_per_token_times_tokens_over_bytes(corpus, tmp_path):
+    """On a known text, with one token a byte: bits per byte = loss x tokens / (bytes x ln 2),
+    the tokens being the text's bytes and one EOS a document."""
+    import math
+    cfg = _cfg(corpus)
+    cfg.train.update(steps=2, eval_every=0, checkpoint_every=2)
+    cfg.data.eval_rows = 64  # every validation document
+    exp = experiment.build(cfg)
+    result = exp.train(str(tmp_path / "run"), devices=jax.devices()[:1]).eval
+    for name in ("alpha", "beta"):
+        with open(corpus / name / "validation-00000.jsonl") as f:
+            texts = [json.loads(line)["text"] for line in f]
+        size = sum(len(t.encode("utf-8")) for t in texts)
+        assert exp.data.eval_bytes[name] == size
+        expected = result.loss[name] * (size + len(texts)) / (size * math.log(2))
+        assert result.bits_per_byte[name] == pytest.approx(expected, rel=1e-5)
+        assert result.scalars()[f"eval/{name}/bits_per_byte"] == result.bits_per_byte[name]
+    assert experiment.build(tiny_config()).data.eval_bytes == {}  # generated: no text
