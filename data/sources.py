@@ -154,18 +154,34 @@ class Seqio:
                                             length, rows, text_key=self.cfg.data.text_key))
 
 
-def _no_eval_domains(cfg: ml_collections.ConfigDict) -> None:
-    if cfg.eval.domains:
-        raise ValueError(f"config.eval.domains={cfg.eval.domains!r} needs text domains "
-                         f"(config.data.source=seqio), not {cfg.data.source!r}")
-
-
-class Synthetic:
-    """Markov-chain domains the repo generates (data/synthetic.py): tests and quick checks."""
+class _Generated:
+    """A source whose rows the repo generates from the config: no files to read or check, no
+    token counts, no fingerprint, no eval-only domains, and no text for a cloze set."""
+    what = ""  # how a cloze error names its domains
 
     def __init__(self, cfg: ml_collections.ConfigDict):
-        _no_eval_domains(cfg)
+        if cfg.eval.domains:
+            raise ValueError(f"config.eval.domains={cfg.eval.domains!r} needs text domains "
+                             f"(config.data.source=seqio), not {cfg.data.source!r}")
         self.cfg = cfg
+
+    def token_counts(self) -> None:
+        return None
+
+    def fingerprint(self) -> None:
+        return None  # generated from the config (and its seed): no files
+
+    def check(self, train: bool) -> list[str]:
+        return []  # generated rows: nothing to read
+
+    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
+        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
+                         f"use kind 'validation' on {self.what}")
+
+
+class Synthetic(_Generated):
+    """Markov-chain domains the repo generates (data/synthetic.py): tests and quick checks."""
+    what = "synthetic domains"
 
     def _mixture(self, global_batch: int, index: int = 0, count: int = 1):
         from data.synthetic import SyntheticMixture
@@ -179,15 +195,6 @@ class Synthetic:
         names = [f"synthetic_{d}" for d in range(self.cfg.data.num_domains)]
         return names, names
 
-    def token_counts(self) -> None:
-        return None
-
-    def fingerprint(self) -> None:
-        return None  # generated from the config (and its seed): no files
-
-    def check(self, train: bool) -> list[str]:
-        return []  # generated rows: nothing to read
-
     def build(self, train: bool) -> Data:
         it = self._mixture(self.cfg.train.batch_size, jax.process_index(), jax.process_count())
         return Data(it if train else None, it.eval_batches(self.cfg.data.eval_rows),
@@ -196,35 +203,23 @@ class Synthetic:
     def validation_rows(self, domain: str, rows: int) -> dict:
         return self._mixture(rows).eval_batches(rows)[domain][0]
 
-    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
-        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
-                         "use kind 'validation' on synthetic domains")
 
-
-class Lego:
+class Lego(_Generated):
     """LEGO chains of k variables (data/lego.py): skills are the depths 1..k."""
+    what = "LEGO skills"
 
     def __init__(self, cfg: ml_collections.ConfigDict):
         from data import lego
-        _no_eval_domains(cfg)
+        super().__init__(cfg)
         if cfg.model.vocab_size < lego.VOCAB_SIZE:
             raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
                              f"LEGO's {lego.VOCAB_SIZE} words: raise it")
-        self.cfg, self.lego = cfg, lego
+        self.lego = lego
         self.gen = lego.Lego(cfg.data.lego_k, cfg.data.lego_supervision, cfg.data.seq_len,
                              cfg.seed, eval_examples=cfg.data.eval_rows)
 
     def names(self) -> tuple[list, list]:
         return list(self.gen.domain_names), list(self.gen.domain_names)
-
-    def token_counts(self) -> None:
-        return None
-
-    def fingerprint(self) -> None:
-        return None  # generated from the config (and its seed): no files
-
-    def check(self, train: bool) -> list[str]:
-        return []  # generated rows: nothing to read
 
     def build(self, train: bool) -> Data:
         common = dict(global_batch=self.cfg.train.batch_size, process_index=jax.process_index(),
@@ -237,10 +232,6 @@ class Lego:
     def validation_rows(self, domain: str, rows: int) -> dict:
         return self.lego.make_eval_batches(self.gen, global_batch=rows,
                                            max_rows_per_skill=rows)[domain][0]
-
-    def cloze_rows(self, domain: str, rows: int, length: int) -> dict:
-        raise ValueError("a cloze reference set needs text domains (config.data.source=seqio); "
-                         "use kind 'validation' on LEGO skills")
 
 
 SOURCES = {"seqio": Seqio, "synthetic": Synthetic, "lego": Lego}

@@ -196,9 +196,9 @@ def plan(cfg: ml_collections.ConfigDict, workdir: str,
     pairs to compare."""
     c = cfg.compare
     prerequisite = lambda n: f"prerequisites/{n}"
-    jobs = []
+    jobs, needed = [], needed_prerequisites(cfg, sorted({a for a, _ in pairs}))
     for name in prerequisite_order(cfg):
-        if name in needed_prerequisites(cfg, sorted({a for a, _ in pairs})):
+        if name in needed:
             d, p = prerequisite_dir(workdir, name), c.prerequisites[name]
             jobs.append(executor.Job(
                 prerequisite(name), jobs_lib.run_kind,

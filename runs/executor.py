@@ -76,8 +76,8 @@ def execute(fn: Callable, args: tuple, outdir: str, cache_dir: str | None = None
     stopped by a signal), or `Preempted` raised, is status preempted."""
     from runs import experiment
     os.makedirs(outdir, exist_ok=True)
-    if is_done(outdir):  # finished meanwhile, by another job set sharing the directory
-        return status(outdir)
+    if (done := status(outdir)) and done["status"] == "ok":  # finished meanwhile, by another
+        return done  # job set sharing the directory
     t0, record = time.perf_counter(), {"status": "ok"}
     try:
         if cache_dir:
@@ -159,8 +159,9 @@ class _Ray:
         pass
 
 
-def check_jobs(jobs: Sequence[Job]) -> None:
-    """Distinct names and directories; every need names a job of the set; no cycle."""
+def check_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """Distinct names and directories, every need a job of the set, no cycle: the jobs in
+    dependency order (`order`)."""
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names repeat: {sorted({n for n in names if names.count(n) > 1})}")
@@ -171,7 +172,7 @@ def check_jobs(jobs: Sequence[Job]) -> None:
     unknown = [(j.name, n) for j in jobs for n in j.needs if n not in names]
     if unknown:
         raise ValueError(f"jobs need jobs that are not in the set: {unknown}")
-    order(jobs)
+    return order(jobs)
 
 
 def order(jobs: Sequence[Job]) -> list[Job]:
@@ -197,12 +198,12 @@ def run(jobs: Sequence[Job], *, backend: str = "local", processes: int = 1,
     as each job ends; `cache_dir` holds JAX's compilation cache, shared by every job."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is unknown; use one of {BACKENDS}")
-    check_jobs(jobs)
-    records = {j.name: status(j.outdir) for j in jobs if is_done(j.outdir)}
-    waiting = [j for j in order(jobs) if j.name not in records]
+    ordered = check_jobs(jobs)
+    records = {j.name: r for j in jobs if (r := status(j.outdir)) and r["status"] == "ok"}
+    waiting = [j for j in ordered if j.name not in records]
     if not waiting:
         return records
-    pool = (_Local() if backend == "local" or processes < 1 and backend == "processes" else
+    pool = (_Local() if backend == "local" else
             _Processes(processes) if backend == "processes" else _Ray(ray_address))
     running: dict[concurrent.futures.Future, Job] = {}
     capacity = processes if backend == "processes" else len(waiting)
@@ -229,9 +230,7 @@ def run(jobs: Sequence[Job], *, backend: str = "local", processes: int = 1,
                     running[pool.submit(job, cache_dir)] = job
                     if isinstance(pool, _Local):  # it has run: see how it ended first
                         break
-            if stop and not running:
-                break
-            if not running:  # what waits needs a job that never ran (stopped): leave it
+            if not running:  # stopped, or what waits needs a job that never ran: leave it
                 break
             done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
             for future in done:

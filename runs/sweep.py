@@ -406,12 +406,11 @@ def _train_missing(cfg, indices, workdir, names, make_data, label) -> tuple[dict
     todo = [i for i in indices if rows.get(i, {}).get("status") != "ok"]
 
     def on_done(job, record):
-        nonlocal rows
-        rows = read_rows(workdir, names, mixtures)
-        write_table(workdir, rows, names)
+        now = read_rows(workdir, names, mixtures)
+        write_table(workdir, now, names)
         print(executor.describe(job, record) + "".join(
-            f"; trial {i} target {rows[i]['target']:.4f}" for i in _indices(job)
-            if rows.get(i, {}).get("status") == "ok"), file=sys.stderr, flush=True)
+            f"; trial {i} target {now[i]['target']:.4f}" for i in _indices(job)
+            if now.get(i, {}).get("status") == "ok"), file=sys.stderr, flush=True)
 
     records = executor.run(jobs(cfg, todo, workdir, label, make_data),
                            backend="ray" if cfg.sweep.backend == "ray" else "local",
