@@ -4,14 +4,16 @@ Without --mode, a config runs in its own mode: a comparison config (configs/comp
 compare, an experiment config in train; a sweep or skill-graph config asks for its flag.
 
 --mode=train trains (resuming from DIR's latest checkpoint if there is one);
---mode=eval reports per-domain validation loss of DIR's latest checkpoint (or config.init_from).
+--mode=eval reports per-domain validation loss of DIR's latest checkpoint (or config.init_from),
+and its downstream tasks (config.eval.harness.tasks, lm-evaluation-harness).
 --mode=sweep runs a RegMix mixture sweep of proxy trainings in DIR (runs/sweep.py).
 --mode=skill_graph estimates a Skill-It skills graph in DIR (runs/skill_graph.py).
 --mode=compare trains and compares arms x seeds in DIR, or compares existing runs
 (runs/compare.py).
 --mode=sample writes text from DIR's latest checkpoint for config.sample's prompts.
-Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json, and
-whatever the run's methods write (e.g. mixture.txt for DoReMi).
+Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json,
+harness.json and harness_samples/ (downstream tasks), and whatever the run's methods write
+(e.g. mixture.txt for DoReMi).
 """
 
 import json
@@ -94,6 +96,9 @@ def _main(argv):
                   if k.startswith("eval/") and k.endswith("/loss") and k.count("/") == 2}
         print(eval_table(f"eval of {cfg.init_from or workdir}", losses,
                          sources.domain_names(cfg)[0]))
+        from lm import downstream
+        if downstream.task_specs(cfg.eval.harness.tasks):
+            print(downstream.table(downstream.read(workdir)))
     if "preempted" in result:
         print(f"stopped after step {result['preempted']}: rerun the same command to resume")
     print(f"results in {workdir}: eval.json, metrics.jsonl, *.png")

@@ -54,6 +54,18 @@ def get_config() -> ml_collections.ConfigDict:
     # Extra eval-only domains (seqio): built-in names or "name=GLOB" entries; a glob with
     # {split} gives its validation files, one without gives its files as they are.
     c.eval.domains = ""
+    # Downstream tasks through lm-evaluation-harness (lm/downstream.py): in --mode=eval, and in
+    # training at its last step (and every `every` steps) unless in_loop is off.
+    c.eval.harness = ml_collections.ConfigDict()
+    c.eval.harness.tasks = ""  # comma-separated lm-eval task names or task YAML paths ("" = none)
+    c.eval.harness.num_fewshot = -1  # few-shot examples per prompt (-1 = each task's default)
+    c.eval.harness.limit = 0.0  # docs per task: 0 = all, N >= 1 the first N, (0, 1) a share
+    c.eval.harness.batch_size = 32  # rows per scoring batch (all processes)
+    c.eval.harness.max_length = 0  # context tokens; longer requests keep their end (0 = seq_len)
+    c.eval.harness.in_loop = True  # training runs the tasks too (at its last step at least)
+    c.eval.harness.every = 0  # in the loop: steps between runs (0 = the last step only)
+    c.eval.harness.bootstrap_iters = 100  # resamples for non-mean metrics' stderr (0: none)
+    c.eval.harness.seed = 0  # seeds the few-shot draw and any sampled generation
 
     # --mode=sample only: text from the checkpoint of --workdir (or config.init_from).
     c.sample = ml_collections.ConfigDict()

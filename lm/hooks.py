@@ -52,6 +52,7 @@ class Loop:
     saved_step: int | None  # the step of the newest checkpoint (None: none yet)
     hooks: tuple[Hook, ...] = ()  # every hook of the run, in calling order
     batches: prefetch.Prefetcher | None = None  # the prefetcher, once the first batch is drawn
+    runtime: train_lib.Runtime | None = None  # the run's model, mesh and shardings
 
 
 class Hook:

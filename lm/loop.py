@@ -184,7 +184,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source: BatchSource,
         writer = metrics_lib.MetricsWriter(workdir, start_step=start, total_steps=t.steps,
                                            enabled=is_main, progress_bar=t.progress_bar)
         loop = hooks_lib.Loop(workdir, names, writer, state, end,
-                              saved_step=start if restored is not None else None)
+                              saved_step=start if restored is not None else None, runtime=rt)
         peak, peak_source = flops_lib.peak_flops(t.peak_flops)
         evaluation = hooks_lib.Evaluation(lambda params, step: _eval(rt, params, eval_sets, step,
                                                                        eval_bytes),

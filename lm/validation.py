@@ -123,6 +123,11 @@ def problems(cfg: ml_collections.ConfigDict, num_devices: int, process_count: in
     need(t.batch_size % process_count == 0,
          f"config.train.batch_size={t.batch_size} is not divisible by the {process_count} "
          "processes: each process feeds an equal share of rows")
+    h = cfg.eval.harness
+    need(not h.tasks.strip() or h.batch_size % math.lcm(dp, process_count) == 0,
+         f"config.eval.harness.batch_size={h.batch_size} is not divisible by the data-parallel "
+         f"size {dp} and the {process_count} processes: make it a multiple of "
+         f"{math.lcm(dp, process_count)}")
     return problems
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from data import sources
 from runs import executor, experiment, overrides, stats
 from runs import jobs as jobs_lib
+from lm import downstream
 from lm import flops as flops_lib
 from lm.metrics import read_metrics
 from lm.model import ModelConfig
@@ -261,6 +262,8 @@ class Run:
     corpus: str = ""  # the corpus fingerprint of its eval.json ("" for generated data)
     step_flops: float = math.nan  # training FLOPs of one step
     overhead: list = dataclasses.field(default_factory=list)  # (step, a method's own FLOPs)
+    tasks: dict = dataclasses.field(default_factory=dict)  # TASK/METRIC[_stderr] -> final value
+    higher_is_better: dict = dataclasses.field(default_factory=dict)  # TASK/METRIC -> bool
 
     def final(self, domain: str, what: str = "loss") -> float:
         return float(self.evals[-1].get(f"eval/{domain}/{what}", math.nan)) if self.evals \
@@ -317,6 +320,10 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     if os.path.exists(os.path.join(workdir, "eval.json")):
         with open(os.path.join(workdir, "eval.json")) as f:
             run.corpus = json.load(f).get("corpus/fingerprint", "")
+    harness = downstream.read(workdir)  # the tasks at the last step (or a later --mode=eval)
+    if harness and harness.get("step") == run.steps:
+        run.tasks = {k.removeprefix("harness/"): v for k, v in downstream.scalars(harness).items()}
+        run.higher_is_better = downstream.higher_is_better(harness)
     return run
 
 
@@ -375,6 +382,9 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
     # exact-match row does not make it one.
     skills = headline if set(headline) <= set(with_accuracy) else []
     target = float(np.mean([r.curve(headline)[1][-1] for r in base_runs]))
+    # Downstream metrics the baseline reports (lm/downstream.py), and which way is better.
+    tasks = {name: base_runs[0].higher_is_better.get(name, True)
+             for name in base_runs[0].tasks if not name.endswith("_stderr")}
     base_steps = base_runs[0].steps
     base_flops = float(np.mean([r.flops for r in base_runs]))
 
@@ -396,6 +406,9 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
                 q[f"bpb/{d}"] = r.final(d, "bits_per_byte")
         for d in with_accuracy:
             q[f"accuracy/{d}"] = r.final(d, "accuracy")
+        for name in tasks:
+            q[f"task/{name}"] = r.tasks.get(name, math.nan)
+            q[f"task_se/{name}"] = r.tasks.get(f"{name}_stderr", math.nan)
         if skills:  # the final mean accuracy; the first eval with every skill at the target
             q["accuracy/skills_mean"] = float(np.mean([r.final(d, "accuracy") for d in skills]))
             at = [e["step"] for e in r.evals if all(
@@ -411,6 +424,7 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
            "train_domains": train_domains, "headline_domains": headline,
            "heldout_domains": heldout, "accuracy_domains": with_accuracy,
            "accuracy_target": accuracy_target, "skills": skills, "arms": {},
+           "tasks": tasks,  # TASK/METRIC -> higher is better
            # corpus fingerprint -> the runs that read it (several: different data)
            "corpora": {fp: [f"{r.arm} seed {r.seed}" for r in ok if r.corpus == fp]
                        for fp in sorted({r.corpus for r in ok if r.corpus})}}
@@ -426,14 +440,15 @@ def summarize(runs: list[Run], baseline: str, confidence: float,
             if name in ("steps_to_target", "flops_to_target", "steps_to_accuracy"):
                 entry["reached"] = sum(math.isfinite(v) for v in values.values())
             if arm != baseline and name.split("/")[0] in ("loss", "auc", "accuracy", "bpb",
-                                                           "steps_to_target",
+                                                           "task", "steps_to_target",
                                                            "flops_to_target",
                                                            "steps_to_accuracy"):
                 diff = stats.paired_difference(
                     values, {s: q[name] for s, q in base.items()}, confidence)
                 entry["diff"] = diff.as_dict()
-                entry["verdict"] = stats.verdict(
-                    diff, lower_is_better=not name.startswith("accuracy"))
+                higher = (name.startswith("accuracy") or
+                          tasks.get(name.removeprefix("task/"), False))
+                entry["verdict"] = stats.verdict(diff, lower_is_better=not higher)
             arm_out["quantities"][name] = entry
         out["arms"][arm] = arm_out
     return out
@@ -558,6 +573,20 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
                 if q(b, f"bpb/{d}").get("n")]
     lines += domain_table("Bits per byte (comparable across tokenizers)", with_bpb, "bpb")
     lines += domain_table("Exact-match accuracy", summary["accuracy_domains"], "accuracy", 3)
+    if summary.get("tasks"):
+        lines += ["## Downstream tasks (lm-evaluation-harness, at the last step)", "",
+                  "| task / metric | better | stderr (over documents) | " + " | ".join(
+                      a + ("" if a == b else f" (Δ vs {b})") for a in arms) + " |",
+                  "|---|---|---|" + "---|" * len(arms)]
+        for name, higher in summary["tasks"].items():
+            cells = [_fmt(q(a, f"task/{name}")) if a == b else _fmt_diff(q(a, f"task/{name}"))
+                     for a in arms]
+            se = q(b, f"task_se/{name}")["mean"]
+            lines.append(f"| {name} | {'higher' if higher else 'lower'} | "
+                         + (f"{se:.4f}" if math.isfinite(se) else "—") + " | "
+                         + " | ".join(cells) + " |")
+        lines += ["", "The stderr is lm-eval's over the task's documents (the baseline's, mean "
+                  "over seeds); the Δ intervals are over seeds, paired seed by seed.", ""]
     if summary["skills"]:
         lines += [f"Steps until every headline domain is at {summary['accuracy_target']:g} accuracy"
                   f", as a fraction of the baseline's {summary['baseline_steps']} steps (mean "

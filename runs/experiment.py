@@ -21,7 +21,7 @@ from absl import logging
 
 from data import sources
 from data.mixing import parse_weights
-from lm import checkpoint, loop, sharding, validation
+from lm import checkpoint, downstream, loop, sharding, validation
 from lm import hooks as hooks_lib
 from lm import reference as reference_lib
 from lm import workdir as workdir_lib
@@ -115,6 +115,10 @@ def build(cfg: ml_collections.ConfigDict, *, train: bool = True, data: sources.D
     source = attempt(lambda: sources.source_of(cfg))
     weighter, methods, references = Uniform(), [], {}
     hooks = attempt(lambda: config_hooks(cfg), []) if train else []
+    h = cfg.eval.harness
+    if train and h.in_loop and downstream.task_specs(h.tasks) and isinstance(source,
+                                                                             sources.Seqio):
+        hooks.append(downstream.Harness(cfg, source.vocab()))
     if source is not None:
         env = Env(cfg, source, data.domain_names if data else None)
         if train:
@@ -305,10 +309,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
         allow_config_change: bool = False, devices=None) -> dict:
     """The ordinary entry point: trains or evaluates one config in `workdir`, every check
     before any work. Returns the last evaluation's scalars ({} if none ran), with "preempted"
-    if stopped early; eval.json gets them, with the corpus fingerprint of the files it read
-    (`corpus/fingerprint`, data/fingerprint.py; a finished run's file is kept)."""
+    if stopped early; eval.json gets them, the downstream tasks' (harness/..., lm/downstream.py)
+    and the corpus fingerprint of the files it read (`corpus/fingerprint`, data/fingerprint.py;
+    a finished run's file is kept)."""
     sharding.maybe_initialize_distributed(cfg.mesh)
     problems = validation.problems(cfg, jax.device_count(), jax.process_count())
+    problems += downstream.problems(cfg)
     if mode == "train":
         problems += workdir_problems(cfg, workdir)
         from configs import base
@@ -324,15 +330,23 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
         if changes := reference_changes(workdir, exp.references):
             raise ValueError("the reference model changed under a run:\n  " +
                              "\n  ".join(changes))
+    tasks = downstream.task_specs(cfg.eval.harness.tasks)
+    harness = {}  # the downstream tasks' scalars, for eval.json
     if mode == "train":
         for warning in warnings_of(cfg):
             logging.warning(warning)
         result = exp.train(workdir, devices)
         evaluation, preempted = result.eval, result.preempted
+        done = downstream.read(workdir) if tasks and cfg.eval.harness.in_loop else None
+        if done and done["step"] == cfg.train.steps:
+            harness = downstream.scalars(done)
     else:
-        evaluation, preempted = exp.evaluate(
-            cfg.init_from or workdir, devices,
-            "config.init_from" if cfg.init_from else "--workdir"), False
+        field = "config.init_from" if cfg.init_from else "--workdir"
+        evaluation, preempted = exp.evaluate(cfg.init_from or workdir, devices, field), False
+        if tasks:
+            harness = downstream.scalars(downstream.evaluate(
+                cfg, cfg.init_from or workdir, sources.source_of(cfg).vocab(), workdir,
+                devices=devices, field=field))
     path = os.path.join(workdir, "eval.json")
     if evaluation is None:  # trained to the end before: its last evaluation stands
         scalars = {}
@@ -340,7 +354,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
             with open(path) as f:
                 scalars = json.load(f)
     else:
-        scalars = evaluation.scalars()
+        scalars = evaluation.scalars() | harness
         if corpus := sources.source_of(cfg).fingerprint():  # which files these numbers are of
             scalars |= {f"corpus/{k}": v for k, v in corpus.items()}
         if jax.process_index() == 0:

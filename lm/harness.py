@@ -1,0 +1,235 @@
+"""EleutherAI lm-evaluation-harness's model API (`lm_eval.api.model.LM`, lm-eval 0.4) over
+this project's model: loglikelihood, loglikelihood_rolling and generate_until.
+
+It scores the way lm-eval's own Hugging Face model does (`lm_eval/models/huggingface.py`), so
+numbers are comparable with published ones: a context's trailing spaces move to the
+continuation; the pair is encoded whole and the continuation is what follows the context's
+own encoding; a row longer than `max_length` keeps its last tokens (truncated from the left);
+rolling log-likelihoods use lm-eval's disjoint windows (`lm_eval.utils
+.get_rolling_token_windows`). The "prefix token" lm-eval puts before an empty context is this
+model's start input, 0, the input every training document starts from.
+
+Speed: requests are sorted by length, cut into batches of `batch_size` rows, and each batch is
+padded to a length bucket (powers of two from 32, capped at `max_length`) so a few shapes
+compile; the logits are taken only at the scored positions (`Decoder`'s `gather_BxK`), so a
+multiple-choice row costs the blocks' forward, not the unembedding of every position. Batches
+are sharded over the run's mesh like training batches; every process holds all requests and
+feeds its share of each batch's rows, and every process gets every score.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from lm_eval import utils as lm_eval_utils
+from lm_eval.api.model import LM
+from lm_eval.models import utils as model_utils
+
+from lm import decode as decode_lib
+from lm import sharding
+from lm import train as train_lib
+
+START = 0  # the model's input before a document's first token (lm-eval's prefix_token_id)
+
+
+class Vocabulary(Protocol):
+    """What the adapter needs of a tokenizer (a seqio vocabulary has it)."""
+    eos_id: int
+
+    def encode(self, text: str) -> Sequence[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def bucket(n: int, cap: int, smallest: int = 32) -> int:
+    """The padded length of a batch whose longest row has `n` tokens: the next power of two
+    from `smallest`, at most `cap`."""
+    size = smallest
+    while size < n:
+        size *= 2
+    return min(size, cap)
+
+
+def _row_scores(params, batch: dict, *, model):
+    """Per row: the log-likelihood summed over its scored tokens, and whether greedy decoding
+    gives every one of them."""
+    logits_BxKxV = model.apply({"params": params}, batch["inputs"], batch["positions"],
+                               batch["segment_ids"], batch["gather"])
+    logprob_BxK = -optax.softmax_cross_entropy_with_integer_labels(logits_BxKxV,
+                                                                   batch["targets"])
+    mask_BxK = batch["mask"]
+    greedy_BxK = (logits_BxKxV.argmax(-1) == batch["targets"]) | ~mask_BxK
+    return jnp.where(mask_BxK, logprob_BxK, 0.0).sum(-1), greedy_BxK.all(-1)
+
+
+class HarnessLM(LM):
+    """A run's params as an lm-eval model. `rt` is the run's runtime (its model, mesh and
+    shardings); `params` may be replaced between evaluations (the in-loop hook does)."""
+
+    def __init__(self, rt: train_lib.Runtime, params, vocab: Vocabulary, *, max_length: int,
+                 batch_size: int, seed: int = 0):
+        super().__init__()
+        data_shards = math.prod(rt.mesh.shape[a] for a in _flat(rt.batch_shard.spec))
+        if batch_size % (data_shards * jax.process_count()):
+            raise ValueError(f"config.eval.harness.batch_size={batch_size} must be a multiple "
+                             f"of the batch's {data_shards} data shards and the "
+                             f"{jax.process_count()} processes")
+        self.rt, self.params, self.vocab = rt, params, vocab
+        self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
+        self._score = jax.jit(functools.partial(_row_scores, model=rt.model),
+                              in_shardings=(jax.tree.map(lambda a: a.sharding,
+                                                         rt.abstract.params), rt.batch_shard),
+                              out_shardings=jax.sharding.NamedSharding(
+                                  rt.mesh, jax.sharding.PartitionSpec()))
+
+    # Tokens.
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's split: the continuation's tokens are what the whole text's encoding adds
+        to the context's (so a token spanning the boundary goes to the continuation)."""
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = list(self.vocab.encode(context + continuation))
+        context_ids = list(self.vocab.encode(context))
+        return whole[:len(context_ids)], whole[len(context_ids):]
+
+    # Scoring.
+
+    def score(self, items: Sequence[tuple[list[int], int]]) -> list[tuple[float, bool]]:
+        """(log-likelihood, greedy) of each item (stream, n): `stream` is the model's input
+        stream (its first token an input only, e.g. START), the last `n` of its tokens are
+        scored; a stream longer than `max_length` + 1 keeps its end."""
+        length = self.max_length
+        for stream, n in items:
+            if n > length:
+                raise ValueError(f"a continuation of {n} tokens is longer than the harness's "
+                                 f"context, config.eval.harness.max_length={length}: raise it "
+                                 "(up to model.max_len) or drop the task")
+        order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
+        out: list = [None] * len(items)
+        count, index = jax.process_count(), jax.process_index()
+        local = self.batch_size // count
+        with self.rt.context():
+            for start in range(0, len(order), self.batch_size):
+                chosen = order[start:start + self.batch_size]
+                windows = [items[i][0][-(length + 1):] for i in chosen]
+                width = bucket(max(len(w) - 1 for w in windows), length)
+                k = bucket(max(items[i][1] for i in chosen), width, smallest=1)
+                batch = {"inputs": np.zeros((self.batch_size, width), np.int32),
+                         "positions": np.zeros((self.batch_size, width), np.int32),
+                         "segment_ids": np.zeros((self.batch_size, width), np.int32),
+                         "gather": np.zeros((self.batch_size, k), np.int32),
+                         "targets": np.zeros((self.batch_size, k), np.int32),
+                         "mask": np.zeros((self.batch_size, k), bool)}
+                for row, (i, w) in enumerate(zip(chosen, windows)):
+                    n, m = items[i][1], len(w) - 1
+                    batch["inputs"][row, :m] = w[:-1]
+                    batch["positions"][row, :m] = np.arange(m)
+                    batch["segment_ids"][row, :m] = 1
+                    batch["gather"][row, :n] = np.arange(m - n, m)
+                    batch["targets"][row, :n] = w[-n:]
+                    batch["mask"][row, :n] = True
+                mine = {key: v[index * local:(index + 1) * local] for key, v in batch.items()}
+                logprob_B, greedy_B = jax.device_get(self._score(
+                    self.params, sharding.to_global(mine, self.rt.batch_shard, self.batch_size)))
+                for row, i in enumerate(chosen):
+                    out[i] = (float(logprob_B[row]), bool(greedy_B[row]))
+        return out
+
+    # lm-eval's API.
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        items = []
+        for request in requests:
+            context, continuation = request.args
+            if context:
+                context_ids, continuation_ids = self._encode_pair(context, continuation)
+            else:  # lm-eval: the continuation alone, after the prefix token
+                context_ids, continuation_ids = [], list(self.vocab.encode(continuation))
+            items.append(([START, *context_ids, *continuation_ids], len(continuation_ids)))
+        results = self.score(items)
+        for request, result in zip(requests, results):
+            self.cache_hook.add_partial("loglikelihood", request.args, result)
+        return results
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        items, owner = [], []
+        for r, request in enumerate(requests):
+            (text,) = request.args
+            for context, continuation in map(
+                    lm_eval_utils.make_disjoint_window, lm_eval_utils.get_rolling_token_windows(
+                        list(self.vocab.encode(text)), prefix_token=START,
+                        max_seq_len=self.max_length, context_len=1)):
+                items.append(([*context, *continuation], len(continuation)))
+                owner.append(r)
+        totals = [0.0] * len(requests)
+        for r, (logprob, _) in zip(owner, self.score(items)):
+            totals[r] += logprob
+        for request, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", request.args, total)
+        return totals
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy (or, with do_sample, sampled) text until a stop sequence, the end of a
+        document or `max_gen_toks`, through `lm.decode` (no KV cache: each new token runs the
+        whole buffer, fine for the models trained here, slow for long generations)."""
+        out: list = [None] * len(requests)
+        groups: dict = {}
+        for r, request in enumerate(requests):
+            context, gen_kwargs = request.args
+            kwargs = model_utils.normalize_gen_kwargs(dict(gen_kwargs))
+            key = (kwargs["max_gen_toks"], float(kwargs.get("temperature") or 0.0))
+            groups.setdefault(key, []).append((r, context, kwargs["until"]))
+        count, index = jax.process_count(), jax.process_index()
+        local = self.batch_size // count
+        with self.rt.context():
+            for (max_new, temperature), members in groups.items():
+                max_new = min(max_new, self.max_length - 1)
+                room = self.max_length - max_new
+                encoded = [list(self.vocab.encode(c))[-room:] for _, c, _ in members]
+                width = min(self.max_length, bucket(max(map(len, encoded)) + max_new,
+                                                    self.max_length))
+                for start in range(0, len(members), self.batch_size):
+                    part = encoded[start:start + self.batch_size]
+                    tokens = np.zeros((self.batch_size, width), np.int32)
+                    lengths = np.zeros((self.batch_size,), np.int32)
+                    for row, ids in enumerate(part):
+                        tokens[row, :len(ids)], lengths[row] = ids, len(ids)
+                    local_rows = {"tokens": tokens[index * local:(index + 1) * local],
+                                  "lengths": lengths[index * local:(index + 1) * local]}
+                    rows = sharding.to_global(local_rows, self.rt.batch_shard, self.batch_size)
+                    new = np.asarray(jax.device_get(decode_lib.decode(
+                        self.rt.model, self.params, rows["tokens"], rows["lengths"], max_new,
+                        temperature=temperature,
+                        rng=jax.random.fold_in(jax.random.key(self.seed), start))))
+                    for row, (r, _, until) in enumerate(members[start:start + len(part)]):
+                        out[r] = self._text(new[row].tolist(), until)
+                        self.cache_hook.add_partial("generate_until", requests[r].args, out[r])
+        return out
+
+    def _text(self, ids: list[int], until: Sequence[str]) -> str:
+        """Generated ids as text, cut at the end of the document and the first stop sequence."""
+        if self.vocab.eos_id in ids:
+            ids = ids[:ids.index(self.vocab.eos_id)]
+        text = self.vocab.decode(ids)
+        for stop in until:
+            if stop and stop in text:
+                text = text[:text.index(stop)]
+        return text
+
+
+def _flat(spec) -> set:
+    """The mesh axes a PartitionSpec names."""
+    axes = set()
+    for entry in spec:
+        if entry is None:
+            continue
+        axes |= set(entry) if isinstance(entry, (tuple, list)) else {entry}
+    return axes
