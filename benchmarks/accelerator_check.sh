@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short check for a machine with an accelerator (< 5 min on one GPU): the sharded train
+# One short check for a machine with an accelerator (< 10 min on one GPU): the sharded train
 # step at a ~125M-parameter shape (D=768, 12 layers, L=1024, vocab 32k, batch 32, bf16 compute,
 # f32 master weights), FSDP over every device, then tokens/s and MFU against the chip's
 # published bf16 peak (lm/flops.py). Needs a Python whose jax sees the accelerator
@@ -27,3 +27,6 @@ for remat in none full; do  # remat=full is the fallback if the activations do n
   timeout 240 "$PY" benchmarks/step_throughput.py --shapes=125m --dtype=bfloat16 \
       --all_devices --no_overhead --remat="$remat" && break
 done
+# lm-eval adapter at the 125M shape: requests/s and one local task, beside the step's tokens/s
+timeout 360 "$PY" benchmarks/harness_throughput.py --shapes=125m --dtype=bfloat16 --quick \
+    || echo "harness_throughput failed or timed out (exit $?)"

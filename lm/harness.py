@@ -10,11 +10,12 @@ rolling log-likelihoods use lm-eval's disjoint windows (`lm_eval.utils
 model's start input, 0, the input every training document starts from.
 
 Speed: requests are sorted by length, cut into batches of `batch_size` rows, and each batch is
-padded to a length bucket (powers of two from 32, capped at `max_length`) so a few shapes
-compile; the logits are taken only at the scored positions (`Decoder`'s `gather_BxK`), so a
-multiple-choice row costs the blocks' forward, not the unembedding of every position. Batches
-are sharded over the run's mesh like training batches; every process holds all requests and
-feeds its share of each batch's rows, and every process gets every score.
+padded to a length bucket (`bucket`: under 25% padding, a few shapes to compile); the logits
+are taken only at the scored positions (`Decoder`'s `gather_BxK`), so a multiple-choice row
+costs the blocks' forward, not the unembedding of every position; batch i+1 is dispatched
+before batch i's scores are fetched. Batches are sharded over the run's mesh like training
+batches; every process holds all requests and feeds its share of each batch's rows, and every
+process gets every score.
 """
 
 from __future__ import annotations
@@ -47,13 +48,20 @@ class Vocabulary(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
-def bucket(n: int, cap: int, smallest: int = 32) -> int:
-    """The padded length of a batch whose longest row has `n` tokens: the next power of two
-    from `smallest`, at most `cap`."""
-    size = smallest
-    while size < n:
-        size *= 2
-    return min(size, cap)
+def bucket(n: int, cap: int, smallest: int = 16) -> int:
+    """The padded length of a batch whose longest row has `n` tokens, at most `cap`: `n`
+    rounded up to a multiple of an eighth of its next power of two, so each doubling of length
+    has four shapes (64 < n <= 128: 80, 96, 112, 128) and padding stays under 25%."""
+    if n <= smallest:
+        return min(smallest, cap)
+    step = max(1, (1 << (n - 1).bit_length()) // 8)
+    return min(-(-n // step) * step, cap)
+
+
+def scored_bucket(n: int, width: int) -> int:
+    """The scored positions a batch gathers when its longest continuation has `n` tokens: a
+    power of two (the gather is cheap, so fewer shapes win), at most the batch's width."""
+    return min(1 << (n - 1).bit_length(), width)
 
 
 def _row_scores(params, batch: dict, *, model):
@@ -112,16 +120,25 @@ class HarnessLM(LM):
                 raise ValueError(f"a continuation of {n} tokens is longer than the harness's "
                                  f"context, config.eval.harness.max_length={length}: raise it "
                                  "(up to model.max_len) or drop the task")
-        order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
-        out: list = [None] * len(items)
+        out: list = [(0.0, True) if n == 0 else None for _, n in items]  # empty: log 1
+        order = sorted((i for i in range(len(items)) if items[i][1]),
+                       key=lambda i: -len(items[i][0]))
         count, index = jax.process_count(), jax.process_index()
         local = self.batch_size // count
+        pending = None  # (rows, device scores) of the batch dispatched last
+
+        def fetch(pending):
+            chosen, scores = pending
+            logprob_B, greedy_B = jax.device_get(scores)
+            for row, i in enumerate(chosen):
+                out[i] = (float(logprob_B[row]), bool(greedy_B[row]))
+
         with self.rt.context():
             for start in range(0, len(order), self.batch_size):
                 chosen = order[start:start + self.batch_size]
                 windows = [items[i][0][-(length + 1):] for i in chosen]
                 width = bucket(max(len(w) - 1 for w in windows), length)
-                k = bucket(max(items[i][1] for i in chosen), width, smallest=1)
+                k = scored_bucket(max(items[i][1] for i in chosen), width)
                 batch = {"inputs": np.zeros((self.batch_size, width), np.int32),
                          "positions": np.zeros((self.batch_size, width), np.int32),
                          "segment_ids": np.zeros((self.batch_size, width), np.int32),
@@ -137,10 +154,13 @@ class HarnessLM(LM):
                     batch["targets"][row, :n] = w[-n:]
                     batch["mask"][row, :n] = True
                 mine = {key: v[index * local:(index + 1) * local] for key, v in batch.items()}
-                logprob_B, greedy_B = jax.device_get(self._score(
-                    self.params, sharding.to_global(mine, self.rt.batch_shard, self.batch_size)))
-                for row, i in enumerate(chosen):
-                    out[i] = (float(logprob_B[row]), bool(greedy_B[row]))
+                scores = self._score(self.params, sharding.to_global(mine, self.rt.batch_shard,
+                                                                     self.batch_size))
+                if pending is not None:
+                    fetch(pending)
+                pending = (chosen, scores)
+            if pending is not None:
+                fetch(pending)
         return out
 
     # lm-eval's API.

@@ -320,3 +320,12 @@ def test_compare_tables_task_metrics_with_paired_intervals(tmp_path):
     assert summary["arms"]["new"]["quantities"]["task/t/bits_per_byte"]["verdict"] == "better"
     text = compare.write_markdown(summary, str(tmp_path / "c.md"), "t")
     assert "## Downstream tasks" in text and "| t/acc | higher | 0.0200 |" in text
+
+
+def test_length_buckets_pad_under_a_quarter_with_few_shapes(model):
+    widths = [harness.bucket(n, 1024) for n in range(1, 1025)]
+    assert all(n <= w <= max(16, 1.25 * n) for n, w in zip(range(1, 1025), widths))
+    assert len(set(widths)) <= 4 * 7 + 1  # four a doubling from 16 to 1024
+    assert harness.bucket(700, 512) == 512 and harness.scored_bucket(5, 6) == 6
+    cfg, rt, params = model
+    assert _lm(rt, params).loglikelihood(_requests([("The cat", "")])) == [(0.0, True)]
