@@ -321,13 +321,13 @@ def _print(r: dict) -> None:
         mc, ro, dv, ra = h["mc"], h["rolling"], h["device_only"], h["ratios"]
         tag = f"b={hb}" + (" (config default)" if int(hb) == r["default_harness_batch"] else "")
         row(f"loglikelihood MC, {tag}", mc["requests_per_s"], "requests")
-        row(f"  MC, tokens run", mc["tokens_per_s"], "tokens", ra["mc_over_train"])
-        row(f"  MC, padded tokens", mc["padded_tokens_per_s"], "padded tokens",
+        row("  MC, tokens run", mc["tokens_per_s"], "tokens", ra["mc_over_train"])
+        row("  MC, padded tokens", mc["padded_tokens_per_s"], "padded tokens",
             ra["mc_padded_over_train"])
-        row(f"  harness jit alone, back to back", dv["padded_tokens_per_s"], "padded tokens",
+        row("  harness jit alone, back to back", dv["padded_tokens_per_s"], "padded tokens",
             ra["device_only_padded_over_train"])
         row(f"loglikelihood_rolling, {tag}", ro["scored_tokens_per_s"], "scored tokens")
-        row(f"  rolling, tokens run", ro["run_tokens_per_s"], "tokens", ra["rolling_over_train"])
+        row("  rolling, tokens run", ro["run_tokens_per_s"], "tokens", ra["rolling_over_train"])
     t = r["task"]
     print(f"  one lm-eval task end to end (lm/downstream.py, batch {r['default_harness_batch']}): "
           f"{t['docs']} 4-choice documents in {t['seconds']:.2f} s, {t['docs_per_s']:.0f} docs/s")
