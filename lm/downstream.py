@@ -106,6 +106,10 @@ def run_tasks(lm, h: ml_collections.ConfigDict) -> dict:
             numpy_random_seed=h.seed, fewshot_random_seed=h.seed)
     except KeyError as e:  # lm-eval's message names the task it does not know
         raise ValueError(f"config.eval.harness.tasks: {e.args[0] if e.args else e}") from None
+    except ConnectionError as e:  # a task's dataset is neither cached nor reachable
+        raise ValueError(f"config.eval.harness.tasks: {e}. Fill the Hugging Face datasets "
+                         "cache on a machine with internet and point HF_HOME at it, or give a "
+                         "task YAML over local files (docs/usage.md, Downstream tasks)") from None
     results["continuous"] = continuous_scores(results)
     return results
 

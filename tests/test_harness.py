@@ -329,3 +329,18 @@ def test_length_buckets_pad_under_a_quarter_with_few_shapes(model):
     assert harness.bucket(700, 512) == 512 and harness.scored_bucket(5, 6) == 6
     cfg, rt, params = model
     assert _lm(rt, params).loglikelihood(_requests([("The cat", "")])) == [(0.0, True)]
+
+
+def test_a_task_whose_dataset_is_not_cached_offline_says_how_to_fix_it(model, tmp_path,
+                                                                       monkeypatch):
+    """No network in tests (conftest): a hub dataset missing from the cache is named, with the
+    two fixes."""
+    cfg, rt, params = model
+    (tmp_path / "hub.yaml").write_text(
+        "task: hub_only\ndataset_path: no-such-org/no-such-dataset\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: q\ndoc_to_choice: ['a', 'b']\n"
+        "doc_to_target: 0\n")
+    h = tiny_config().eval.harness
+    h.tasks = str(tmp_path / "hub.yaml")
+    with pytest.raises(ValueError, match="HF_HOME.*task YAML over local files"):
+        downstream.run_tasks(_lm(rt, params), h)
