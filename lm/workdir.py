@@ -9,6 +9,9 @@ matches no config. The resume rule, field by field (dotted names), recorded vs. 
   longer exists is one (rename it in `RENAMED`, or allow the change);
 - fields that change only how the run is watched or laid out (`MAY_DIFFER`: logging,
   checkpoint cadence, the mesh) may differ;
+- a method's own fields (`reweight.NAME.*`) may differ when neither config chooses NAME in a
+  `reweight.KIND` field (instance, mixture, selector): unread, they change nothing, so a
+  method's new default does not stop the runs of other methods;
 - any other difference stops the resume with one error naming every differing field, unless
   --allow_config_change is given.
 """
@@ -85,12 +88,22 @@ def check_resume(cfg: ml_collections.ConfigDict, workdir: str, *,
     recorded config lacks may keep."""
     old = read_config(workdir)
     if has_checkpoint and old is not None and not allow_config_change:
-        diff = differences(old, _as_json(cfg), ignore=MAY_DIFFER, defaults=_as_json(defaults))
+        new = _as_json(cfg)
+        diff = differences(old, new, ignore=MAY_DIFFER + unchosen_methods(old, new),
+                           defaults=_as_json(defaults))
         if diff:
             raise ValueError(
                 f"--workdir={workdir} holds a run with another config; resuming it with this one "
                 "would mix them. Differing fields:\n  " + "\n  ".join(diff) + "\nUse a new "
                 "--workdir, or pass --allow_config_change to continue that run with these values")
+
+
+def unchosen_methods(*configs: dict) -> tuple[str, ...]:
+    """"reweight.NAME." of every method field group (a dict under reweight) that no
+    reweight.KIND field (a string under reweight) of any of `configs` names."""
+    chosen = {v for c in configs for v in c.get("reweight", {}).values() if isinstance(v, str)}
+    groups = {k for c in configs for k, v in c.get("reweight", {}).items() if isinstance(v, dict)}
+    return tuple(f"reweight.{k}." for k in sorted(groups - chosen))
 
 
 def record(cfg: ml_collections.ConfigDict, workdir: str) -> None:

@@ -12,6 +12,10 @@ A table entry without ":" is a method module: `from_config(config, env)` builds 
 `defaults()` declares its fields (config.reweight.<name>, each with its default and a comment,
 which configs/base.py collects) and `problems(config)` lists every bad value among them
 without building anything (the builder reports them all at once, with the core config's).
+A mixture module may also define `weighter(config, env)`: its in-step part, a `Weighter` (or
+None where the config uses none), e.g. DoReMi's paper form, which weighs each domain's loss
+inside the step from that step's own losses. The run then uses it in place of
+config.reweight.instance's weighter, which must be uniform.
 """
 
 import importlib
@@ -89,8 +93,29 @@ def _factory(field: str, name: str, table: dict) -> Callable | None:
 
 
 def make_weighter(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Weighter:
-    """The in-step weighter named by config.reweight.instance."""
-    return _factory("instance", cfg.reweight.instance, WEIGHTERS)(cfg, env)
+    """The in-step weighter: config.reweight.instance's, or the in-step part of the mixture
+    method, where its module has one for this config (see the module docstring)."""
+    weighter = _factory("instance", cfg.reweight.instance, WEIGHTERS)(cfg, env)
+    own = mixture_weighter(cfg, env)
+    if own is None:
+        return weighter
+    if cfg.reweight.instance != "uniform":
+        raise ValueError(f"config.reweight.mixture={cfg.reweight.mixture!r} weighs the loss in "
+                         "the step itself, in place of an instance weighter, and config.reweight."
+                         f"instance={cfg.reweight.instance!r}: set reweight.instance=uniform")
+    return own
+
+
+def mixture_weighter(cfg: ml_collections.ConfigDict, env: MethodEnv) -> Weighter | None:
+    """The mixture method's in-step part, if its module defines `weighter(config, env)` and
+    returns one; None if it has bad fields (its host part reports them)."""
+    module = FIELDS.get(("mixture", cfg.reweight.mixture))
+    if module is None:
+        return None
+    module = importlib.import_module(module)
+    if not hasattr(module, "weighter") or module.problems(cfg):
+        return None
+    return module.weighter(cfg, env)
 
 
 def make_host_methods(cfg: ml_collections.ConfigDict, env: MethodEnv) -> list[HostMethod]:

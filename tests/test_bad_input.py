@@ -271,6 +271,29 @@ def test_an_older_runs_real_differences_are_named_and_nothing_else(tmp_path):
                              allow_config_change=True)
 
 
+def test_a_new_default_of_a_method_the_run_does_not_choose_is_no_difference(tmp_path):
+    """Runs recorded before DoReMi's paper form (update_every 10, no sampling field): one of
+    another method resumes; a DoReMi run is told the field that changed."""
+    for mixture in ("fixed", "doremi"):
+        cfg = tiny_config(steps=4)
+        cfg.reweight.mixture = mixture
+        recorded = json.loads(cfg.to_json_best_effort())
+        recorded["reweight"]["doremi"]["update_every"] = 10
+        del recorded["reweight"]["doremi"]["sampling"]
+        workdir = tmp_path / mixture
+        workdir.mkdir()
+        (workdir / workdir_lib.CONFIG_FILE).write_text(json.dumps(recorded))
+        if mixture == "fixed":
+            workdir_lib.check_resume(cfg, str(workdir), defaults=base.get_config(),
+                                     has_checkpoint=True)
+            continue
+        with pytest.raises(ValueError, match="--allow_config_change") as info:
+            workdir_lib.check_resume(cfg, str(workdir), defaults=base.get_config(),
+                                     has_checkpoint=True)
+        named = str(info.value).split("Differing fields:\n  ")[1].split("\nUse ")[0]
+        assert named.split("\n  ") == ["reweight.doremi.update_every: 10 -> 1"]
+
+
 def test_loading_params_of_another_model_names_the_field(run_dir, tmp_path):
     workdir, before = run_dir
     cfg = tiny_config(steps=4)

@@ -257,7 +257,7 @@ def test_prerequisites_train_first_in_order_and_arms_name_them(tmp_path):
     cfg.compare.update(baseline="uniform", seeds="0", eval_rows=8)
     cfg.compare.prerequisites.proxy = base.arm(
         str(arm_file), "reweight.mixture=doremi;reweight.doremi.excess=token;"
-                       "reweight.doremi.update_every=2;reference.workdir=@reference")
+                       "reference.workdir=@reference")
     cfg.compare.prerequisites.reference = base.arm(str(arm_file))
     cfg.compare.arms.uniform = base.arm(str(arm_file))
     cfg.compare.arms.doremi = base.arm(str(arm_file), "data.weights=file:@proxy/mixture.txt")

@@ -316,10 +316,11 @@ def test_reference_selectors_run_end_to_end(trained_reference, tmp_path):
 
 
 def get_config():
-    """RHO-1 and per-token DoReMi against a reference (--config.reference.workdir=...)."""
+    """RHO-1 and per-token DoReMi (its resampling form) against a reference
+    (--config.reference.workdir=...)."""
     cfg = tiny_config(steps=30, checkpoint_every=7, log_every=1)
     cfg.reweight.update(instance="rho1", mixture="doremi")
-    cfg.reweight.doremi.update(excess="token", update_every=3)
+    cfg.reweight.doremi.update(sampling="alpha", excess="token", update_every=3)
     return cfg
 
 
