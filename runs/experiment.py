@@ -217,8 +217,11 @@ def _reference_problems(cfg: ml_collections.ConfigDict, field: str, path: str) -
 
 def _step_reference_problems(cfg, weighter: Weighter, methods: Sequence[HostMethod]) -> list:
     """A method that needs the reference in the step, and none named."""
-    needs = [f"config.reweight.instance={cfg.reweight.instance!r}"] if getattr(
-        weighter, "needs_reference", False) else []
+    # The step's weighter is the instance method's, or a mixture's in-step part (DoReMi).
+    chosen = (f"config.reweight.instance={cfg.reweight.instance!r}"
+              if cfg.reweight.instance != "uniform" else
+              f"config.reweight.mixture={cfg.reweight.mixture!r}")
+    needs = [chosen] if getattr(weighter, "needs_reference", False) else []
     needs += [f"host method {m.name!r}" for m in methods if m.needs_reference]
     if needs and not cfg.reference.workdir:
         return [f"{' and '.join(needs)} need(s) a frozen reference model in the step, and "
