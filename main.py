@@ -11,6 +11,8 @@ and its downstream tasks (config.eval.harness.tasks, lm-evaluation-harness).
 --mode=compare trains and compares arms x seeds in DIR, or compares existing runs
 (runs/compare.py).
 --mode=sample writes text from DIR's latest checkpoint for config.sample's prompts.
+--mode=prepare tokenizes every domain once into config.data.store (data/store.py), which
+training, evaluation, sweeps and comparisons then read by index.
 Outputs in DIR: checkpoints/, metrics.jsonl, tb/ (TensorBoard), config.json, eval.json,
 harness.json and harness_samples/ (downstream tasks), and whatever the run's methods write
 (e.g. mixture.txt for DoReMi).
@@ -26,12 +28,13 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go")
-flags.DEFINE_enum("mode", None, ["train", "eval", "sweep", "skill_graph", "compare", "sample"],
+flags.DEFINE_enum("mode", None, ["train", "eval", "sweep", "skill_graph", "compare", "sample",
+                                  "prepare"],
                   "what to run (default: the config's own: compare for a comparison config, "
                   "else train)")
 flags.DEFINE_bool("allow_config_change", False,
                   "resume a workdir whose recorded config differs (the differing fields are named)")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])  # and --workdir, except for --mode=prepare
 FLAGS = flags.FLAGS
 
 
@@ -64,6 +67,8 @@ def _main(argv):
     else:  # quiet: warnings and errors only, TensorFlow's native INFO lines off
         logging.set_verbosity(logging.WARNING)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if mode != "prepare" and not workdir:
+        raise ValueError(f"--mode={mode} needs --workdir: the run's directory")
     if mode == "sweep":  # many trainings (runs/sweep.py)
         from runs import sweep
         print(json.dumps(sweep.run(cfg, workdir)))
@@ -77,6 +82,18 @@ def _main(argv):
     if mode == "skill_graph":  # one H-step training per skill
         from runs import skill_graph
         print(json.dumps(skill_graph.estimate(cfg, workdir)))
+        return
+    if mode == "prepare":  # the token store, on Ray Data
+        from data import sources, store
+        source = sources.source_of(cfg)
+        if not hasattr(source, "prepare"):
+            raise ValueError(f"--mode=prepare tokenizes text domains: config.data.source="
+                             f"{cfg.data.source!r} generates its rows; use seqio")
+        prepared = source.prepare()
+        for name, counts in store.shapes(prepared).items():
+            print(f"{name}: {counts['tokens']:,} tokens, {counts['documents']:,} documents")
+        print(f"token store in {cfg.data.store}: set --config.data.store={cfg.data.store} "
+              "(the config already does) to train from it")
         return
     import jax
     from data import sources

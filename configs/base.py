@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     # "mine=/data/mine/{split}-*.jsonl", "notes=text:/data/notes/{split}*.txt", "wiki=tfds:wiki:1.0.0".
     c.data.domains = "books,reference,code,dialogue,technical,math"
     c.data.data_dir = "data_cache"  # where `python -m data.corpus` built the corpus and tokenizer
-    c.data.vocab = "builtin"  # builtin (the corpus BPE of model.vocab_size) | byte | path/to.model
+    c.data.vocab = "builtin"  # builtin (corpus BPE) | byte | a SentencePiece .model | a tokenizer.json
     c.data.text_key = "text"  # JSONL / TFDS field that holds the text
     c.data.tfds_data_dir = ""  # where tfds: domains were built
     c.data.heldout = True  # also evaluate the never-trained-on held-out domains (built-in corpus)
@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_rows = 64  # validation rows per domain at each eval
     c.data.prefetch = 2  # batches a background thread draws and puts on device ahead of the step
     c.data.check_records = True  # read every record before training (~40 MB/s on 2 cores)
+    c.data.store = ""  # a prepared token store (--mode=prepare writes it; "" = tokenize on the fly)
+    c.data.prepare_address = ""  # --mode=prepare's Ray cluster ("" = this machine, all cores)
     # lego only (data/lego.py): skills are the depths 1..k of a chain of k binary variables.
     c.data.lego_k = 5  # variables per example = number of skills
     c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)

@@ -4,10 +4,14 @@ Config format (`config.data`):
   domains:       "books,code,math" (built-in names, comma-separated) or a list of strings,
                  each a built-in name or "name=SOURCE", SOURCE one of
                    "path/{split}-*.jsonl"  JSONL, kind from the .jsonl/.json suffix (.gz:
-                                           gzipped, read through gzip)
+                                           gzipped; .zst: zstandard, prepared store only)
                    "path/{split}*.txt"     text, one document per line (any other suffix)
                    "jsonl:GLOB" / "text:GLOB"  the kind said explicitly
                    "tfds:NAME:VERSION"     a TFDS dataset built under tfds_data_dir
+                   "path/{split}-*.parquet"  parquet, the text in column text_key
+                                           (prepared store only)
+                   "hf:DIRECTORY"          a Hugging Face dataset saved with save_to_disk:
+                                           its train / validation splits (prepared store only)
                  "{split}" in a glob is replaced by "train" / "validation"; a glob
                  without it serves the train split only.
   data_dir:      root of the built-in corpus ({data_dir}/corpus/{domain}/{split}-*.jsonl)
@@ -22,7 +26,7 @@ import os
 from typing import Any, Sequence
 
 BUILTIN_DOMAINS = ("books", "reference", "code", "dialogue", "technical", "math")
-KINDS = ("jsonl", "text", "tfds")
+KINDS = ("jsonl", "text", "tfds", "parquet", "hf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +83,17 @@ def parse_domain(entry: str, data_dir: str = "", text_key: str = "text",
         if not rest:
             raise ValueError(f"domain entry {entry!r}: write 'name=tfds:DATASET:VERSION'")
         return DomainSpec(name, "tfds", rest, text_key, tfds_data_dir)
-    if kind in ("jsonl", "text") and rest:
+    if kind in ("jsonl", "text", "parquet") and rest:
         return DomainSpec(name, kind, rest, text_key)
-    kind = "jsonl" if source.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")) else "text"
+    if kind == "hf":  # a directory of datasets' save_to_disk; its splits, or train alone
+        if not rest:
+            raise ValueError(f"domain entry {entry!r}: write 'name=hf:DIRECTORY' (a Hugging "
+                             "Face dataset saved with save_to_disk)")
+        return DomainSpec(name, "hf", rest, text_key)
+    if source.endswith(".parquet"):
+        return DomainSpec(name, "parquet", source, text_key)
+    jsonl = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst")
+    kind = "jsonl" if source.endswith(jsonl) else "text"
     return DomainSpec(name, kind, source, text_key)
 
 

@@ -9,7 +9,10 @@ the whole data state.
 
 Row layout: global batch of B rows; process p of P owns rows [p*B/P, (p+1)*B/P) and pulls
 each of them from its own stream of that row's domain (streams of different processes
-read disjoint shards).
+read disjoint shards). Indexed streams (a prepared token store, data/store.py: `indexed` and `rows(indices)`)
+are read by global index instead: the n-th row the whole run draws from a domain is that
+stream's row n, whichever process reads it, so the state (the RNG, the weights and one
+count per domain) is the same on every process and restores onto any number of them.
 
 State (`get_state`, JSON-serializable, for orbax JsonSave):
   {"version": 1, "domain_names": [...], "global_batch": B, "process_index": p,
@@ -17,7 +20,9 @@ State (`get_state`, JSON-serializable, for orbax JsonSave):
    "rng": {"state": "<int>", "inc": "<int>", "has_uint32": 0|1, "uinteger": int},
    "streams": {domain_name: <that stream's get_state()>}}
 The 128-bit PCG64 integers are strings so any JSON reader keeps them exact. The stream
-states differ per process, so each process must save and restore its own.
+states differ per process, so each process must save and restore its own; with indexed
+streams "process_index" and "process_count" are null and "streams" holds {"kind": "indexed",
+"rows": n} per domain, identical on every process.
 """
 
 from __future__ import annotations
@@ -139,6 +144,11 @@ class Mixer:
         local = rows_per_process(global_batch, process_count)
         self._rows = slice(process_index * local, (process_index + 1) * local)
         self.batches = 0
+        # Indexed streams: rows drawn from each domain by the whole run so far.
+        self.indexed = all(getattr(s, "indexed", False) for s in streams)
+        if not self.indexed and any(getattr(s, "indexed", False) for s in streams):
+            raise ValueError("a mixer's streams are all indexed (a token store) or none is")
+        self._drawn = np.zeros(len(streams), np.int64)
 
     @classmethod
     def from_rows(cls, rows_by_domain: Mapping[str, Iterable[dict[str, np.ndarray]]],
@@ -167,9 +177,34 @@ class Mixer:
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
+        if self.indexed:
+            return self._next_indexed()
         domain_id = self.draw_domains()[self._rows]
         rows = [next(self._streams[d]) for d in domain_id]
         batch = {k: np.stack([r[k] for r in rows]) for k in BATCH_KEYS}
+        batch["domain_id"] = domain_id
+        self.batches += 1
+        return batch
+
+    def _next_indexed(self) -> dict[str, np.ndarray]:
+        """Row j of the global batch, of domain d, is that domain's stream row drawn[d] + (rows
+        of d before j); this process reads its own rows' indices."""
+        domains = self.draw_domains()
+        index = np.empty(len(domains), np.int64)
+        for d in np.unique(domains):
+            at = domains == d
+            index[at] = self._drawn[d] + np.arange(at.sum())
+        self._drawn += np.bincount(domains, minlength=len(self._streams))
+        domain_id, index = domains[self._rows], index[self._rows]
+        batch = None
+        for d in np.unique(domain_id):
+            at = np.flatnonzero(domain_id == d)
+            rows = self._streams[d].rows(index[at])
+            if batch is None:
+                batch = {k: np.empty((len(domain_id),) + rows[k].shape[1:], rows[k].dtype)
+                         for k in BATCH_KEYS}
+            for k in BATCH_KEYS:
+                batch[k][at] = rows[k]
         batch["domain_id"] = domain_id
         self.batches += 1
         return batch
@@ -180,19 +215,22 @@ class Mixer:
             "version": STATE_VERSION,
             "domain_names": list(self.domain_names),
             "global_batch": self.global_batch,
-            "process_index": self.process_index,
-            "process_count": self.process_count,
+            "process_index": None if self.indexed else self.process_index,
+            "process_count": None if self.indexed else self.process_count,
             "batches": self.batches,
             "weights": self._weights.tolist(),
             "rng": _rng_state(self._rng),
-            "streams": {n: s.get_state() for n, s in zip(self.domain_names, self._streams)},
+            "streams": {n: ({"kind": "indexed", "rows": int(self._drawn[i])} if self.indexed
+                            else s.get_state())
+                        for i, (n, s) in enumerate(zip(self.domain_names, self._streams))},
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restores a `get_state()` taken by a mixer built with the same arguments."""
         mine = {"version": STATE_VERSION, "domain_names": list(self.domain_names),
-                "global_batch": self.global_batch, "process_index": self.process_index,
-                "process_count": self.process_count}
+                "global_batch": self.global_batch,
+                "process_index": None if self.indexed else self.process_index,
+                "process_count": None if self.indexed else self.process_count}
         seen = {k: state.get(k) for k in mine}
         if seen != mine:
             raise ValueError(f"data state does not fit this mixer: saved {seen}, this "
@@ -200,8 +238,11 @@ class Mixer:
                              "and process layout, and give each process its own state")
         self.set_weights(state["weights"])
         _set_rng_state(self._rng, state["rng"])
-        for name, stream in zip(self.domain_names, self._streams):
-            stream.set_state(state["streams"][name])
+        for i, (name, stream) in enumerate(zip(self.domain_names, self._streams)):
+            if self.indexed:
+                self._drawn[i] = int(state["streams"][name]["rows"])
+            else:
+                stream.set_state(state["streams"][name])
         self.batches = int(state["batches"])
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from data.domains import DomainSpec, parse_domain
-from data.mixing import Mixer, pad_rows, parse_weights, rows_per_process
+from data.mixing import BATCH_KEYS, Mixer, pad_rows, parse_weights, rows_per_process
 
 
 def natural_token_counts(specs: Sequence[DomainSpec], vocab_path: str | None,
@@ -55,7 +55,7 @@ def _resolve(domains: Sequence[DomainSpec | str], data_dir: str) -> list[DomainS
     return [d if isinstance(d, DomainSpec) else parse_domain(d, data_dir) for d in domains]
 
 
-def _stream_seed(seed: int, domain_index: int) -> int:
+def stream_seed(seed: int, domain_index: int) -> int:
     """Distinct, reproducible shuffle seed per domain."""
     return int(np.random.SeedSequence([seed, domain_index]).generate_state(1)[0])
 
@@ -75,7 +75,7 @@ def make_train_iter(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: in
     names = [s.name for s in specs]
     w = parse_weights(weights, names)
     rows_per_process(global_batch, process_count)
-    streams = [tasks.RowStream(s, vocab, seq_len, split="train", seed=_stream_seed(seed, i),
+    streams = [tasks.RowStream(s, vocab, seq_len, split="train", seed=stream_seed(seed, i),
                                shard_index=process_index, shard_count=process_count,
                                shuffle_buffer_size=shuffle_buffer_size)
                for i, s in enumerate(specs)]
@@ -95,19 +95,31 @@ def make_eval_batches(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: 
     """
     from data import tasks  # TensorFlow, only when a pipeline is built
 
-    b = rows_per_process(global_batch, process_count)
     out = {}
     for d, spec in enumerate(_resolve(domains, data_dir)):
         rows = tasks.eval_rows(spec, vocab, seq_len, max_rows_per_domain, split)
-        batches = []
-        for j in range(math.ceil(len(rows) / global_batch)):
-            start = j * global_batch + process_index * b
-            mine = pad_rows(rows[start:start + b], b, seq_len)
-            batch = {k: np.stack([r[k] for r in mine]) for k in mine[0]}
-            batch["domain_id"] = np.full(b, d, np.int32)
-            batches.append(batch)
-        out[spec.name] = batches
+        stacked = {k: np.stack([r[k] for r in rows]) for k in rows[0]} if rows else {
+            k: np.zeros((0, seq_len), np.float32 if k == "loss_mask" else np.int32)
+            for k in BATCH_KEYS}
+        out[spec.name] = eval_batches(stacked, d, global_batch, process_index, process_count)
     return out
+
+
+def eval_batches(rows: dict[str, np.ndarray], domain_index: int, global_batch: int,
+                 process_index: int = 0, process_count: int = 1) -> list[dict[str, np.ndarray]]:
+    """Stacked eval rows -> this process's rows of each global batch, the last padded with
+    loss_mask-0 rows, tagged with `domain_index`."""
+    b = rows_per_process(global_batch, process_count)
+    n, seq_len = rows["targets"].shape
+    batches = []
+    for j in range(math.ceil(n / global_batch)):
+        start = j * global_batch + process_index * b
+        mine = [{k: v[i] for k, v in rows.items()} for i in range(start, min(start + b, n))]
+        mine = pad_rows(mine, b, seq_len)
+        batch = {k: np.stack([r[k] for r in mine]) for k in mine[0]}
+        batch["domain_id"] = np.full(b, domain_index, np.int32)
+        batches.append(batch)
+    return batches
 
 
 def eval_bytes(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: int,
@@ -122,11 +134,19 @@ def eval_bytes(domains: Sequence[DomainSpec | str], vocab: Any, seq_len: int,
 
     out = {}
     for spec in _resolve(domains, data_dir):
-        total = 0
-        for row in tasks.eval_rows(spec, vocab, seq_len, max_rows_per_domain, split):
-            scored = row["loss_mask"] > 0
-            for segment in np.unique(row["segment_ids"][scored]):
-                ids = row["targets"][scored & (row["segment_ids"] == segment)]
-                total += len(vocab.decode([int(i) for i in ids]).encode("utf-8"))
-        out[spec.name] = total
+        rows = tasks.eval_rows(spec, vocab, seq_len, max_rows_per_domain, split)
+        out[spec.name] = scored_bytes(
+            {k: np.stack([r[k] for r in rows]) for k in rows[0]} if rows else {}, vocab)
     return out
+
+
+def scored_bytes(rows: dict[str, np.ndarray], vocab: Any) -> int:
+    """The UTF-8 bytes of the text stacked rows score: each document segment's scored targets
+    decoded by the tokenizer (EOS and other special tokens decode to nothing)."""
+    total = 0
+    for i in range(len(rows.get("targets", ()))):
+        scored = rows["loss_mask"][i] > 0
+        for segment in np.unique(rows["segment_ids"][i][scored]):
+            ids = rows["targets"][i][scored & (rows["segment_ids"][i] == segment)]
+            total += len(vocab.decode([int(t) for t in ids]).encode("utf-8"))
+    return total

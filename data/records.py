@@ -4,7 +4,12 @@ A JSONL line is one JSON object with a string under the text key; a text line is
 blank lines and empty texts are not documents. A line that is not valid UTF-8, not JSON or
 without the text field is an error naming the file and line (repair the file, e.g. `iconv -f
 utf-8 -t utf-8 -c`): skipping it would change what a domain holds without a word. Files ending
-in .gz are read through gzip.
+in .gz are read through gzip, files ending in .zst through zstandard (the format of Dolma, The
+Pile, RedPajama; concatenated frames and long windows included). A compressed file that is
+truncated or not of its format is an error naming the file and the last line read: zstandard's
+own reader would end a truncated file quietly. The on-the-fly tf.data pipeline (data/tasks.py)
+reads .gz but not .zst: a .zst domain is read through the prepared token store
+(`on_the_fly_problems` says so before any work).
 
 `check` reads every line of a split's files with these rules before any training, in Python
 (no TensorFlow), and reports every bad line it finds (up to a limit) at once, so that a bad
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import os
 import zlib
@@ -30,32 +36,132 @@ from typing import IO, Iterator
 
 MAX_PIECE_CHARS = 1 << 16  # ~16k BPE tokens: 128 rows of 128 tokens
 MAX_REPORTED = 10  # bad lines listed per split before the check stops reading
+ZSTD_MAX_WINDOW = 1 << 31  # a limit (`zstd --long=31` files); memory follows each file's window
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class BrokenStream(ValueError):
+    """A compressed file that is truncated or not of the format its suffix names."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def compression(path: str) -> str:
+    """"gzip" for a .gz path or pattern, "zstd" for a .zst one, "" otherwise."""
+    return "gzip" if path.endswith(".gz") else "zstd" if path.endswith(".zst") else ""
 
 
 def compressed(pattern: str) -> bool:
-    return pattern.endswith(".gz")
+    """Gzip: what the tf.data pipeline reads as TextLineDataset's "GZIP" (data/tasks.py). A
+    .zst pattern is not: it is read through the prepared store (`on_the_fly_problems`)."""
+    return compression(pattern) == "gzip"
 
 
 def open_lines(path: str) -> IO[bytes]:
-    """The file's raw lines, through gzip for a .gz file."""
-    return gzip.open(path, "rb") if compressed(path) else open(path, "rb")
+    """The file's raw lines, through gzip for a .gz file and zstandard for a .zst one
+    (streaming; a truncated or foreign .zst raises BrokenStream)."""
+    kind = compression(path)
+    if kind == "gzip":
+        return gzip.open(path, "rb")
+    if kind == "zstd":
+        return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
+    return open(path, "rb")
+
+
+class _Inflater:
+    """Decompresses a gzip or zstandard stream fed in chunks, member after member (frame after
+    frame); `mid_stream` says whether the input so far ends inside one."""
+
+    def __init__(self, kind: str, path: str):
+        self.kind, self.path, self._obj, self._errors = kind, path, None, (zlib.error,)
+        if kind == "zstd":
+            import zstandard  # pylint: disable=import-outside-toplevel
+            self._dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+            self._errors = (zstandard.ZstdError,)
+
+    @property
+    def mid_stream(self) -> bool:
+        return self._obj is not None
+
+    def _new(self):
+        return self._dctx.decompressobj() if self.kind == "zstd" else zlib.decompressobj(wbits=31)
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(the bytes `data` decompresses to, whether the stream ended for good: gzip's
+        trailing bytes that open no member, as Python's gzip stops at them)."""
+        out = []
+        while data:
+            if self._obj is None:
+                if self.kind == "gzip" and not GZIP_MAGIC.startswith(data[:2]):
+                    return b"".join(out), True
+                self._obj = self._new()
+            try:
+                out.append(self._obj.decompress(data))
+            except self._errors as e:
+                what = "zstandard" if self.kind == "zstd" else "gzip"
+                raise BrokenStream(self.path, f"not a {what} stream ({e})") from None
+            if not self._obj.eof:
+                break
+            data, self._obj = self._obj.unused_data, None
+        return b"".join(out), False
+
+
+class _ZstdReader(io.RawIOBase):
+    """A .zst file's decompressed bytes (read through io.BufferedReader). zstandard's
+    stream_reader ends a file cut inside a frame without a word; this raises BrokenStream."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._inflater = _Inflater("zstd", path)
+        self._file = open(path, "rb")
+        self._out, self._at = memoryview(b""), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._at == len(self._out):
+            chunk = self._file.read(1 << 17)
+            if not chunk:
+                if self._inflater.mid_stream:
+                    raise BrokenStream(self._inflater.path, "the file ends inside a zstandard "
+                                       "frame: it is truncated")
+                return 0
+            self._out, self._at = memoryview(self._inflater.feed(chunk)[0]), 0
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = self._out[self._at:self._at + n]
+        self._at += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
 
 
 def sample_lines(path: str, sample_bytes: int) -> tuple[list[bytes], int]:
     """The first whole lines of a file, about `sample_bytes` of text, and how many bytes of the
-    file (compressed, for a .gz one) they took: for estimates per file byte."""
-    if not compressed(path):
+    file (compressed, for a .gz or .zst one) they took: for estimates per file byte."""
+    kind = compression(path)
+    if not kind:
         lines, used = [], 0
         with open(path, "rb") as f:
             while used < sample_bytes and (line := f.readline()):
                 lines.append(line)
                 used += len(line)
         return lines, used
-    inflate, text, consumed = zlib.decompressobj(wbits=31), b"", 0
+    inflater, parts, size, consumed = _Inflater(kind, path), [], 0, 0
     with open(path, "rb") as f:
-        while len(text) < sample_bytes and (chunk := f.read(1 << 14)):
-            text += inflate.decompress(chunk)
-            consumed += len(chunk) - len(inflate.unused_data)
+        while size < sample_bytes and (chunk := f.read(1 << 14)):
+            out, ended = inflater.feed(chunk)
+            parts.append(out)
+            size += len(out)
+            consumed += len(chunk)
+            if ended:
+                break
+    text = b"".join(parts)
     lines = text.splitlines(keepends=True)
     if len(lines) > 1 and not lines[-1].endswith(b"\n"):  # a line cut by the sample's end
         kept = lines[:-1]
@@ -131,11 +237,18 @@ def split_files(pattern: str, split: str, unsplit: str) -> list[str] | None:
     return sorted(glob.glob(pattern)) if split == unsplit else None
 
 
-def _lines(files: list[str]) -> Iterator[tuple[str, bytes]]:
-    for path in files:
+def _lines(path: str) -> Iterator[tuple[str, bytes]]:
+    """(path:line, the line without its newline) of one file; a compressed file that breaks
+    raises BrokenStream naming the file and the last line read."""
+    lineno, what = 0, {"gzip": "gzip", "zstd": "zstandard"}.get(compression(path), "")
+    try:
         with open_lines(path) as f:
             for lineno, raw in enumerate(f, start=1):
                 yield f"{path}:{lineno}", raw.rstrip(b"\n")
+    except (BrokenStream, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise BrokenStream(path, f"unreadable after line {lineno}, not a whole {what} file "
+                           f"({getattr(e, 'reason', e)}): download or compress it again") \
+            from None
 
 
 def check(name: str, kind: str, pattern: str, split: str, text_key: str,
@@ -157,14 +270,20 @@ def check(name: str, kind: str, pattern: str, split: str, text_key: str,
         return [f"{where}: the {split!r} files matching {pattern!r} are all empty ({files}): "
                 "rebuild them or remove the domain"]
     problems, documents = [], 0
-    for at, raw in _lines(files):
+    for path in files:
         try:
-            documents += bool(parse_line(kind, text_key, at, raw))
-        except ValueError as e:
+            for at, raw in _lines(path):
+                try:
+                    documents += bool(parse_line(kind, text_key, at, raw))
+                except ValueError as e:
+                    problems.append(f"{where}: {e}")
+                    if len(problems) == MAX_REPORTED:
+                        break
+        except BrokenStream as e:
             problems.append(f"{where}: {e}")
-            if len(problems) == MAX_REPORTED:
-                problems.append(f"{where}: (more bad lines may follow; fix these first)")
-                break
+        if len(problems) >= MAX_REPORTED:
+            problems.append(f"{where}: (more bad lines may follow; fix these first)")
+            break
     if not problems and not documents:
         problems.append(f"{where}: the {split!r} files matching {pattern!r} hold no document "
                         "(all empty or blank): fill them or remove the domain")
@@ -175,3 +294,18 @@ def remote(pattern: str) -> bool:
     """A pattern on a remote file system (gs://, s3://): read by TensorFlow, not checked here."""
     return "://" in pattern
 
+
+
+def on_the_fly_problems(name: str, pattern: str) -> list[str]:
+    """Why the on-the-fly tf.data pipeline (data/tasks.py) cannot read a domain's files: it
+    reads plain and gzipped lines, not zstandard (.zst) ones, which are read through the
+    prepared token store. [] when it can. Looks at the pattern and at the local files it
+    matches in any split (a glob such as 'dir/*' may match .zst files)."""
+    files = [pattern] if remote(pattern) else glob.glob(pattern.replace("{split}", "*"))
+    zst = [f for f in [pattern] + files if compression(f) == "zstd"]
+    if not zst:
+        return []
+    return [f"domain {name!r}: {zst[-1]} is zstandard-compressed (.zst), which the on-the-fly "
+            "pipeline (tf.data's TextLineDataset) does not read: tokenize the domains once into "
+            "the prepared token store (`python main.py --mode=prepare --config=CONFIG`) and "
+            "train from the store, or decompress the files (`zstd -d`)"]

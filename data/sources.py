@@ -32,7 +32,9 @@ MakeData = Callable[[ml_collections.ConfigDict], Data]  # e.g. build_data, or a 
 
 
 class Seqio:
-    """Tokenized text files (or TFDS datasets) per domain, read through seqio Tasks."""
+    """Tokenized text files (or TFDS datasets) per domain, read through seqio Tasks; or, with
+    config.data.store, the same domains prepared once into a token store (data/store.py) and
+    read by index."""
 
     def __init__(self, cfg: ml_collections.ConfigDict):
         from data import domains
@@ -59,6 +61,13 @@ class Seqio:
         return None if d.vocab == "byte" else d.vocab
 
     def vocab(self):
+        if self._vocab is None and self.cfg.data.store:  # any tokenizer, data/vocabulary.py
+            from data import vocabulary
+            vocab = vocabulary.load(**self.vocab_args())
+            if vocab.vocab_size > self.cfg.model.vocab_size:
+                raise ValueError(f"config.model.vocab_size={self.cfg.model.vocab_size} is "
+                                 f"smaller than the tokenizer's {vocab.vocab_size} ids: raise it")
+            self._vocab = vocab
         if self._vocab is None:
             from data import tokenizer
             path, d = self.vocab_path(), self.cfg.data
@@ -77,14 +86,44 @@ class Seqio:
             self._vocab = vocab
         return self._vocab
 
+    def vocab_args(self) -> dict:
+        """data.vocabulary.load's arguments for this config's tokenizer."""
+        d = self.cfg.data
+        return {"spec": d.vocab, "data_dir": d.data_dir, "vocab_size": self.cfg.model.vocab_size}
+
     def token_counts(self) -> np.ndarray:
+        if self.cfg.data.store:  # exact, from the store
+            from data import store
+            return np.array([store.read_meta(self.cfg.data.store, s.name, "train")["tokens"]
+                             for s in self.specs], np.float64)
         from data import pipeline
         return pipeline.natural_token_counts(self.specs, self.vocab_path())
+
+    def prepare(self, log=print) -> dict:
+        """--mode=prepare: every domain's train and validation splits into config.data.store
+        (data/store.py), once; {domain: {split: meta}}."""
+        from data import store
+        d = self.cfg.data
+        if not d.store:
+            raise ValueError("--mode=prepare writes a token store: set config.data.store to the "
+                             "directory to write it in")
+        return store.prepare(self.eval_specs, ("train", "validation"), d.store,
+                             self.vocab_args(), text_key=d.text_key, address=d.prepare_address,
+                             log=log)
 
     def fingerprint(self) -> dict:
         """The corpus fingerprint (data/fingerprint.py) over every local file this config's
         domains read, train and validation splits, and the tokenizer file."""
         from data import fingerprint, records
+        if self.cfg.data.store:  # the prepared tokens' digests, recorded when written
+            from data import store
+            root, labels = self.cfg.data.store, []
+            for spec in self.eval_specs:
+                for split in ("train", "validation"):
+                    if store.is_complete(root, spec.name, split):
+                        digest = store.read_meta(root, spec.name, split)["blake2b"]
+                        labels.append((f"{spec.name}/{split}/tokens:{digest}", None))
+            return fingerprint.of(labels)
         parts = []
         for spec in self.eval_specs:
             if spec.kind == "tfds" or records.remote(spec.pattern):
@@ -109,6 +148,16 @@ class Seqio:
         then the vocabulary."""
         from data import records
         problems = []
+        if self.cfg.data.store:
+            return self._store_problems(train)
+        unprepared = [s.name for s in self.eval_specs if s.kind in ("parquet", "hf")]
+        if unprepared:
+            return [f"domain(s) {unprepared} (parquet or a saved Hugging Face dataset) are read "
+                    "through a prepared token store: set config.data.store=DIR and run "
+                    "`python main.py --mode=prepare` with this config first"]
+        zst = [p for s in self.eval_specs for p in records.on_the_fly_problems(s.name, s.pattern)]
+        if zst:
+            return zst
         if not self.cfg.data.check_records:
             return problems + self._vocab_problems()
         splits = ([(s, "train") for s in self.specs] if train else []) + [
@@ -119,6 +168,22 @@ class Seqio:
                                           spec.text_key, spec.unsplit)
         return problems + self._vocab_problems()
 
+    def _store_problems(self, train: bool) -> list[str]:
+        """Every split the run reads is prepared, with this config's tokenizer."""
+        from data import store, vocabulary
+        problems = self._vocab_problems()
+        splits = ([(s, "train") for s in self.specs] if train else []) + [
+            (s, "validation") for s in self.eval_specs]
+        for spec, split in splits:
+            try:
+                meta = store.read_meta(self.cfg.data.store, spec.name, split)
+                if not problems:
+                    vocabulary.check_identity(meta["tokenizer"], self.vocab(),
+                                              f"the store's {spec.name}/{split}")
+            except (ValueError, FileNotFoundError) as e:
+                problems.append(str(e))
+        return problems
+
     def _vocab_problems(self) -> list[str]:
         try:
             self.vocab()
@@ -127,6 +192,8 @@ class Seqio:
         return []
 
     def build(self, train: bool) -> Data:
+        if self.cfg.data.store:
+            return self._build_from_store(train)
         from data import pipeline
         c = self.cfg
         common = self._common(c.train.batch_size, jax.process_index(), jax.process_count())
@@ -139,12 +206,45 @@ class Seqio:
                                          c.data.eval_rows, c.data.data_dir)
         return Data(source, evals, tuple(self.names()[0]), text_bytes)
 
+    def _split(self, domain: str, split: str):
+        from data import store
+        vocab = self.vocab()
+        return store.Split.open(self.cfg.data.store, domain, split, self.cfg.data.seq_len,
+                                vocab.start_id, vocab.eos_id)
+
+    def _build_from_store(self, train: bool) -> Data:
+        """The mixer over each domain's indexed train rows (a domain's shuffle seeded by the run
+        seed and its index, as on the fly), and each eval domain's first `eval_rows` validation
+        rows; no TensorFlow."""
+        from data import mixing, pipeline, store
+        c = self.cfg
+        names = [s.name for s in self.specs]
+        source = mixing.Mixer(
+            [store.IndexedRows(self._split(n, "train"), pipeline.stream_seed(c.seed, i))
+             for i, n in enumerate(names)], names, global_batch=c.train.batch_size,
+            weights=mixing.parse_weights(c.data.weights, names), seed=c.seed,
+            process_index=jax.process_index(), process_count=jax.process_count()) \
+            if train else None
+        evals, text_bytes = {}, {}
+        vocab = self.vocab()
+        for d, spec in enumerate(self.eval_specs):
+            split = self._split(spec.name, "validation")
+            rows = split.rows(range(min(c.data.eval_rows, split.num_rows)))
+            evals[spec.name] = pipeline.eval_batches(rows, d, c.train.batch_size,
+                                                     jax.process_index(), jax.process_count())
+            text_bytes[spec.name] = pipeline.scored_bytes(rows, vocab)
+        return Data(source, evals, tuple(names), text_bytes)
+
     def validation_rows(self, domain: str, rows: int) -> dict:
         from data import pipeline
         (spec,) = [s for s in self.eval_specs if s.name == domain] or [None]
         if spec is None:
             raise ValueError(f"no eval domain {domain!r}; the eval domains are "
                              f"{self.names()[1]}")
+        if self.cfg.data.store:
+            split = self._split(domain, "validation")
+            return pipeline.eval_batches(split.rows(range(min(rows, split.num_rows))), 0, rows,
+                                         0, 1)[0]
         return pipeline.make_eval_batches([spec], max_rows_per_domain=rows,
                                           **self._common(rows, 0, 1))[domain][0]
 

@@ -13,22 +13,24 @@ import jax
 import jax.numpy as jnp
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k"))
+@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "start_id"))
 def decode(model: nn.Module, params, tokens_BxL: jax.Array, prompt_len_B: jax.Array,
            num_tokens: int, *, temperature: float | jax.Array = 0.0, top_k: int = 0,
-           rng: jax.Array | None = None) -> jax.Array:
+           rng: jax.Array | None = None, start_id: int = 0) -> jax.Array:
     """The `num_tokens` [B, N] tokens decoding appends to each row's prompt.
 
     tokens_BxL: row b's prompt is tokens_BxL[b, :prompt_len_B[b]] (the rest is ignored); the
-    model reads the row shifted right behind a 0, as in training (`inputs` = 0, t_0, t_1, ..),
-    so prompt_len + num_tokens must be <= L. temperature 0 is greedy; above 0 each token is
+    model reads the row shifted right behind the vocabulary's start id, as in training
+    (`inputs` = start, t_0, t_1, ..; 0 for the SentencePiece and byte vocabularies), so
+    prompt_len + num_tokens must be <= L. temperature 0 is greedy; above 0 each token is
     drawn from softmax(logits / temperature) over the `top_k` most likely (0: all), with a key
     folded from `rng` and the position, so a seed gives the same text every time."""
     batch, length = tokens_BxL.shape
     positions_BxL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
     segments_BxL = jnp.ones((batch, length), jnp.int32)
     inside_BxL = positions_BxL < prompt_len_B[:, None]
-    inputs_BxL = jnp.pad(jnp.where(inside_BxL, tokens_BxL, 0), ((0, 0), (1, 0)))[:, :length]
+    inputs_BxL = jnp.pad(jnp.where(inside_BxL, tokens_BxL, 0), ((0, 0), (1, 0)),
+                         constant_values=start_id)[:, :length]
     rows_B = jnp.arange(batch)
     rng = jax.random.key(0) if rng is None else rng
     temperature = jnp.asarray(temperature, jnp.float32)

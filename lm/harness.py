@@ -7,7 +7,8 @@ continuation; the pair is encoded whole and the continuation is what follows the
 own encoding; a row longer than `max_length` keeps its last tokens (truncated from the left);
 rolling log-likelihoods use lm-eval's disjoint windows (`lm_eval.utils
 .get_rolling_token_windows`). The "prefix token" lm-eval puts before an empty context is this
-model's start input, 0, the input every training document starts from.
+model's start input (the vocabulary's `start_id`: 0 for SentencePiece and bytes, BOS or EOS
+for a Hugging Face tokenizer), the input every training document starts from.
 
 Speed: requests are sorted by length, cut into batches of `batch_size` rows, and each batch is
 padded to a length bucket (`bucket`: under 25% padding, a few shapes to compile); the logits
@@ -36,11 +37,12 @@ from lm import decode as decode_lib
 from lm import sharding
 from lm import train as train_lib
 
-START = 0  # the model's input before a document's first token (lm-eval's prefix_token_id)
+START = 0  # the start input of vocabularies without a `start_id` (seqio's)
 
 
 class Vocabulary(Protocol):
-    """What the adapter needs of a tokenizer (a seqio vocabulary has it)."""
+    """What the adapter needs of a tokenizer (a seqio vocabulary has it; data/vocabulary.py's
+    also say their `start_id`)."""
     eos_id: int
 
     def encode(self, text: str) -> Sequence[int]: ...
@@ -90,6 +92,7 @@ class HarnessLM(LM):
                              f"{jax.process_count()} processes")
         self.rt, self.params, self.vocab = rt, params, vocab
         self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
+        self.start = getattr(vocab, "start_id", START)  # lm-eval's prefix_token_id
         self._score = jax.jit(functools.partial(_row_scores, model=rt.model),
                               in_shardings=(jax.tree.map(lambda a: a.sharding,
                                                          rt.abstract.params), rt.batch_shard),
@@ -173,7 +176,8 @@ class HarnessLM(LM):
                 context_ids, continuation_ids = self._encode_pair(context, continuation)
             else:  # lm-eval: the continuation alone, after the prefix token
                 context_ids, continuation_ids = [], list(self.vocab.encode(continuation))
-            items.append(([START, *context_ids, *continuation_ids], len(continuation_ids)))
+            items.append(([self.start, *context_ids, *continuation_ids],
+                          len(continuation_ids)))
         results = self.score(items)
         for request, result in zip(requests, results):
             self.cache_hook.add_partial("loglikelihood", request.args, result)
@@ -185,7 +189,7 @@ class HarnessLM(LM):
             (text,) = request.args
             for context, continuation in map(
                     lm_eval_utils.make_disjoint_window, lm_eval_utils.get_rolling_token_windows(
-                        list(self.vocab.encode(text)), prefix_token=START,
+                        list(self.vocab.encode(text)), prefix_token=self.start,
                         max_seq_len=self.max_length, context_len=1)):
                 items.append(([*context, *continuation], len(continuation)))
                 owner.append(r)
@@ -227,7 +231,7 @@ class HarnessLM(LM):
                     rows = sharding.to_global(local_rows, self.rt.batch_shard, self.batch_size)
                     new = np.asarray(jax.device_get(decode_lib.decode(
                         self.rt.model, self.params, rows["tokens"], rows["lengths"], max_new,
-                        temperature=temperature,
+                        temperature=temperature, start_id=self.start,
                         rng=jax.random.fold_in(jax.random.key(self.seed), start))))
                     for row, (r, _, until) in enumerate(members[start:start + len(part)]):
                         out[r] = self._text(new[row].tolist(), until)

@@ -59,6 +59,7 @@ def sample(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> list[d
             lengths = np.array([len(ids) for ids in part] + [0] * (chunk - len(part)), np.int32)
             out = decode.decode(rt.model, params, buffer, lengths, s.max_new_tokens,
                                 temperature=s.temperature, top_k=s.top_k,
+                                start_id=getattr(vocab, "start_id", 0),
                                 rng=jax.random.fold_in(jax.random.key(s.seed), start))
             outputs += np.asarray(out)[:len(part)].tolist()
     records = []
