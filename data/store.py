@@ -11,7 +11,8 @@ same corpus 20-48 times and build tf.data pipelines for each run. `python main.p
                                   tokenizer's identity (kind, path, sha256, ids), the sources;
                                   written last: a split without it is unfinished, never read
 
-Preparation runs on Ray Data (already the project's engine for sweeps across hosts): one read
+Inputs: JSONL (also .gz and .zst), text lines, parquet, Hugging Face datasets saved with
+`save_to_disk`, and locally built TFDS datasets. Preparation runs on Ray Data (already the project's engine for sweeps across hosts): one read
 task per file (or parquet file / HF dataset shard), tokenization in `map_batches` on every
 core, blocks kept in order so the store is the same on every run; locally by default, on a
 cluster with `config.data.prepare_address`. The driver appends the blocks to tokens.bin, so a
@@ -56,6 +57,11 @@ def is_complete(root: str, domain: str, split: str) -> bool:
 def units(spec, split: str) -> list[dict] | None:
     """The read tasks of one split of a domain (None: the domain serves no such split)."""
     from data import records
+    if spec.kind == "tfds":  # a locally built TFDS dataset: one task per split
+        import tensorflow_datasets as tfds
+        builder = tfds.builder(spec.pattern, data_dir=spec.tfds_data_dir)
+        return [{"kind": "tfds", "path": spec.pattern, "split": split,
+                 "data_dir": spec.tfds_data_dir or ""}] if split in builder.info.splits else None
     if spec.kind == "hf":
         import datasets
         if not os.path.isdir(spec.pattern):
@@ -113,9 +119,20 @@ def read_unit(unit: dict, text_key: str) -> Iterator[str]:
                                  "string")
             if text:
                 yield text
+    elif kind == "tfds":
+        import tensorflow_datasets as tfds
+        ds = tfds.builder(path, data_dir=unit["data_dir"] or None).as_dataset(
+            split=unit["split"], shuffle_files=False)
+        for example in tfds.as_numpy(ds):
+            if text_key not in example:
+                raise ValueError(f"TFDS {path}: no feature {text_key!r} (features: "
+                                 f"{sorted(example)}); set config.data.text_key")
+            text = example[text_key].decode("utf-8")
+            if text:
+                yield text
     else:
-        raise ValueError(f"{path}: a {kind!r} domain cannot be prepared (jsonl, text, parquet "
-                         "or hf)")
+        raise ValueError(f"{path}: a {kind!r} domain cannot be prepared (jsonl, text, parquet, "
+                         "hf or tfds)")
 
 
 # Preparation, on Ray Data.
@@ -229,6 +246,8 @@ def _prepare_split(spec, split: str, unit_list: list[dict], root: str, vocab, vo
 
 def _source(unit: dict) -> dict:
     path = unit["path"]
+    if unit["kind"] == "tfds":
+        return {"path": path, "split": unit["split"], "data_dir": unit["data_dir"]}
     size = (os.path.getsize(path) if os.path.isfile(path) else
             sum(os.path.getsize(p) for p in glob.glob(os.path.join(path, "**"), recursive=True)
                 if os.path.isfile(p)))
