@@ -30,3 +30,7 @@ done
 # lm-eval adapter at the 125M shape: requests/s and one local task, beside the step's tokens/s
 timeout 360 "$PY" benchmarks/harness_throughput.py --shapes=125m --dtype=bfloat16 --quick \
     || echo "harness_throughput failed or timed out (exit $?)"
+# The token store's feed rate at the same row shape (one host thread, synthetic splits), beside
+# the step's tokens/s above: whether one host core feeds this accelerator
+timeout 120 "$PY" benchmarks/store_throughput.py --feed=1024,32 \
+    || echo "store_throughput --feed failed or timed out (exit $?)"

@@ -12,11 +12,12 @@ same corpus 20-48 times and build tf.data pipelines for each run. `python main.p
                                   written last: a split without it is unfinished, never read
 
 Inputs: JSONL (also .gz and .zst), text lines, parquet, Hugging Face datasets saved with
-`save_to_disk`, and locally built TFDS datasets. Preparation runs on Ray Data (already the project's engine for sweeps across hosts): one read
-task per file (or parquet file / HF dataset shard), tokenization in `map_batches` on every
-core, blocks kept in order so the store is the same on every run; locally by default, on a
-cluster with `config.data.prepare_address`. The driver appends the blocks to tokens.bin, so a
-corpus beyond one machine's disk needs a shared file system. An interrupted preparation leaves
+`save_to_disk`, and locally built TFDS datasets. Preparation runs on Ray Data (already the
+project's engine for sweeps across hosts): one pass over every file of every unfinished split,
+each file read and tokenized by one of a pool of actors (one a core), blocks kept in order so
+the store is the same on every run; locally by default, on a cluster with
+`config.data.prepare_address`. The driver appends the blocks to tokens.bin, so a corpus beyond
+one machine's disk needs a shared file system. An interrupted preparation leaves
 `tokens.bin.partial` and no meta.json: the next one redoes that split and skips finished ones.
 
 Reading: row r of a split at length L is tokens[r*L : (r+1)*L] (the last partial row is
@@ -141,31 +142,41 @@ def _dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
-class _Tokenize:
-    """Ray Data's map_batches callable: texts -> their ids, each document closed by EOS, as
-    one flat array and the document count per batch (blocks stay small and ordered)."""
+class _ReadTokenize:
+    """Ray Data's map_batches callable over read tasks (one a call): reads the task's
+    documents and yields their ids, each document closed by EOS, in flat chunks of about
+    `CHUNK_DOCUMENTS` documents (small ordered blocks; no row per document)."""
+    CHUNK_DOCUMENTS = 1024
 
-    def __init__(self, vocab_args: dict, dtype: str):
+    def __init__(self, vocab_args: dict, dtype: str, text_key: str):
         from data import vocabulary
-        self.vocab, self.dtype = vocabulary.load(**vocab_args), dtype
+        self.vocab, self.dtype, self.text_key = vocabulary.load(**vocab_args), dtype, text_key
 
-    def __call__(self, batch: dict) -> dict:
-        ids = self.vocab.encode_batch([str(t) for t in batch["text"]])
-        eos = self.vocab.eos_id
-        flat = np.fromiter((i for doc in ids for i in (*doc, eos)), self.dtype,
+    def __call__(self, batch: dict) -> Iterator[dict]:
+        for key, unit in zip(batch["key"], batch["unit"]):
+            texts = []
+            for text in read_unit(json.loads(unit), self.text_key):
+                texts.append(text)
+                if len(texts) == self.CHUNK_DOCUMENTS:
+                    yield self._chunk(key, texts)
+                    texts = []
+            if texts:
+                yield self._chunk(key, texts)
+
+    def _chunk(self, key, texts: list[str]) -> dict:
+        ids = self.vocab.encode_batch(texts)
+        flat = np.fromiter((i for doc in ids for i in (*doc, self.vocab.eos_id)), self.dtype,
                            count=sum(len(d) + 1 for d in ids))
-        return {"tokens": [flat], "documents": np.array([len(ids)])}
-
-
-def _read(unit: dict, text_key: str) -> list[dict]:
-    return [{"text": t} for t in read_unit(unit, text_key)]
+        return {"key": np.array([key]), "tokens": [flat], "documents": np.array([len(ids)])}
 
 
 def prepare(specs: Sequence, splits: Sequence[str], root: str, vocab_args: dict, *,
             text_key: str = "text", address: str = "", num_cpus: int | None = None,
             log=print) -> dict:
     """Writes every (domain, split) of `specs` that is not complete yet; returns
-    {domain: {split: meta}} for all of them. `vocab_args` go to data.vocabulary.load."""
+    {domain: {split: meta}} for all of them. `vocab_args` go to data.vocabulary.load. One Ray
+    Data pass reads and tokenizes every file of every unfinished split, in order; each split
+    is finished (renamed, its meta.json written) as soon as its last block is written."""
     import ray
     from data import vocabulary
     vocab = vocabulary.load(**vocab_args)
@@ -188,6 +199,8 @@ def prepare(specs: Sequence, splits: Sequence[str], root: str, vocab_args: dict,
                 todo.append((spec, split, unit_list))
     if not todo:
         return out
+    log(f"prepare {len(todo)} split(s) of {len({s.name for s, _, _ in todo})} domain(s), "
+        f"{sum(len(u) for _, _, u in todo)} file(s), into {root}")
     started = not ray.is_initialized()
     if started:
         ray.init(address=address or None, num_cpus=None if address else num_cpus,
@@ -196,52 +209,72 @@ def prepare(specs: Sequence, splits: Sequence[str], root: str, vocab_args: dict,
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the same store on every run
         context.enable_progress_bars = False
-        for spec, split, unit_list in todo:
-            log(f"prepare {spec.name}/{split}: {len(unit_list)} file(s)")
-            out.setdefault(spec.name, {})[split] = _prepare_split(
-                spec, split, unit_list, root, vocab, vocab_args, dtype, text_key)
+        items = [{"key": k, "unit": json.dumps(u)} for k, (_, _, unit_list) in enumerate(todo)
+                 for u in unit_list]
+        workers = max(1, int(ray.available_resources().get("CPU", 1)))
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _ReadTokenize, batch_size=1, fn_constructor_args=(vocab_args, dtype, text_key),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
+        writer = None
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for key, flat, n in zip(batch["key"], batch["tokens"], batch["documents"]):
+                    if writer is None or writer.key != key:
+                        if writer is not None:
+                            writer.finish(out)
+                        spec, split, unit_list = todo[int(key)]
+                        writer = _SplitWriter(int(key), spec, split, unit_list, root, dtype,
+                                              vocab)
+                    writer.write(np.ascontiguousarray(flat, dtype), int(n))
+        except ray.exceptions.RayTaskError as e:  # the reader's own error names file and line
+            cause = e.cause if isinstance(e.cause, Exception) else e
+            where = f"domain {writer.spec.name!r}, split {writer.split!r}: " if writer else ""
+            raise type(cause)(f"{where}{cause}") from None
+        if writer is not None:
+            writer.finish(out)
+        for spec, split, _ in todo:  # a split whose files hold no document wrote no block
+            if split not in out.get(spec.name, {}):
+                raise ValueError(f"domain {spec.name!r}: the {split!r} files of "
+                                 f"{spec.pattern!r} hold no document")
     finally:
         if started:
             ray.shutdown()
     return out
 
 
-def _prepare_split(spec, split: str, unit_list: list[dict], root: str, vocab, vocab_args: dict,
-                   dtype: str, text_key: str) -> dict:
-    import ray
-    where = split_dir(root, spec.name, split)
-    os.makedirs(where, exist_ok=True)
-    partial = os.path.join(where, TOKENS + ".partial")
-    ds = ray.data.from_items(unit_list, override_num_blocks=len(unit_list))
-    ds = ds.flat_map(lambda unit: _read(unit, text_key))
-    ds = ds.map_batches(_Tokenize, fn_constructor_args=(vocab_args, dtype), batch_size=1024,
-                        concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))))
-    tokens = documents = 0
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with open(partial, "wb") as f:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for flat, n in zip(batch["tokens"], batch["documents"]):
-                    data = np.ascontiguousarray(flat, dtype).tobytes()
-                    f.write(data)
-                    digest.update(data)
-                    tokens, documents = tokens + len(flat), documents + int(n)
-    except ray.exceptions.RayTaskError as e:  # the reader's own error names file and line
-        cause = e.cause if isinstance(e.cause, Exception) else e
-        raise type(cause)(f"domain {spec.name!r}, split {split!r}: {cause}") from None
-    if not documents:
-        raise ValueError(f"domain {spec.name!r}: the {split!r} files of {spec.pattern!r} hold no "
-                         "document")
-    os.replace(partial, os.path.join(where, TOKENS))
-    meta = {"format": FORMAT, "domain": spec.name, "split": split, "tokens": tokens,
-            "documents": documents, "dtype": dtype, "blake2b": digest.hexdigest(),
-            "tokenizer": vocab.identity(),
-            "sources": [_source(u) for u in unit_list]}
-    tmp = os.path.join(where, META + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, os.path.join(where, META))  # last: the split is complete
-    return meta
+class _SplitWriter:
+    """tokens.bin.partial of one split, its counts and digest; `finish` renames it and writes
+    meta.json, last."""
+
+    def __init__(self, key: int, spec, split: str, unit_list: list[dict], root: str,
+                 dtype: str, vocab):
+        self.key, self.spec, self.split, self.units = key, spec, split, unit_list
+        self.dtype, self.vocab = dtype, vocab
+        self.where = split_dir(root, spec.name, split)
+        os.makedirs(self.where, exist_ok=True)
+        self.partial = os.path.join(self.where, TOKENS + ".partial")
+        self.file = open(self.partial, "wb")
+        self.tokens = self.documents = 0
+        self.digest = hashlib.blake2b(digest_size=16)
+
+    def write(self, flat: np.ndarray, documents: int) -> None:
+        data = flat.tobytes()
+        self.file.write(data)
+        self.digest.update(data)
+        self.tokens, self.documents = self.tokens + len(flat), self.documents + documents
+
+    def finish(self, out: dict) -> None:
+        self.file.close()
+        os.replace(self.partial, os.path.join(self.where, TOKENS))
+        meta = {"format": FORMAT, "domain": self.spec.name, "split": self.split,
+                "tokens": self.tokens, "documents": self.documents, "dtype": self.dtype,
+                "blake2b": self.digest.hexdigest(), "tokenizer": self.vocab.identity(),
+                "sources": [_source(u) for u in self.units]}
+        tmp = os.path.join(self.where, META + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, os.path.join(self.where, META))  # last: the split is complete
+        out.setdefault(self.spec.name, {})[self.split] = meta
 
 
 def _source(unit: dict) -> dict:
@@ -297,9 +330,8 @@ class Split:
         """The packed rows at `indices` (each in [0, num_rows)), stacked: inputs, targets,
         segment_ids, positions, loss_mask."""
         L = self.length
-        idx = np.asarray(indices, np.int64)
-        targets = np.stack([np.asarray(self.tokens[i * L:(i + 1) * L]) for i in idx]) \
-            if len(idx) else np.zeros((0, L), self.tokens.dtype)
+        idx = np.asarray(indices, np.int64).reshape(-1, 1)
+        targets = self.tokens[idx * L + np.arange(L)]  # one gather from the memory map
         return layout(targets.astype(np.int32), self.start_id, self.eos_id)
 
 
@@ -339,15 +371,16 @@ class IndexedRows:
 
     def rows(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         n_rows = self.split.num_rows
-        picked = []
-        for n in indices:
-            epoch, k = divmod(int(n), n_rows)
+        epochs, ks = np.divmod(np.asarray(indices, np.int64), n_rows)
+        picked = np.empty(len(ks), np.int64)
+        for epoch in np.unique(epochs):  # a batch spans at most two epochs
             if epoch != self._epoch:
                 dtype = np.uint32 if n_rows < 1 << 32 else np.uint64
-                self._perm = np.random.default_rng([self.seed, epoch]).permutation(
+                self._perm = np.random.default_rng([self.seed, int(epoch)]).permutation(
                     n_rows).astype(dtype)
                 self._epoch = epoch
-            picked.append(int(self._perm[k]))
+            at = epochs == epoch
+            picked[at] = self._perm[ks[at]]
         return self.split.rows(picked)
 
 
