@@ -236,7 +236,11 @@ class Mixer:
             raise ValueError(f"data state does not fit this mixer: saved {seen}, this "
                              f"mixer {mine}; resume with the same domains, global batch "
                              "and process layout, and give each process its own state")
-        self.set_weights(state["weights"])
+        validate_weights(state["weights"], self.domain_names)
+        # As saved, not renormalised: w / w.sum() moves an ulp (1/6 -> 0.16666666666666669),
+        # and the draws' cumulative sums with it.
+        self._weights = np.asarray(state["weights"], np.float64)
+        self._cdf = np.cumsum(self._weights)
         _set_rng_state(self._rng, state["rng"])
         for i, (name, stream) in enumerate(zip(self.domain_names, self._streams)):
             if self.indexed:
