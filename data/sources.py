@@ -123,7 +123,9 @@ class Seqio:
                     if store.is_complete(root, spec.name, split):
                         digest = store.read_meta(root, spec.name, split)["blake2b"]
                         labels.append((f"{spec.name}/{split}/tokens:{digest}", None))
-            return fingerprint.of(labels)
+            tokenizer = self.vocab().identity()  # which tokenizer these numbers are in
+            return fingerprint.of(labels) | {
+                "tokenizer": f"{tokenizer['kind']}:{tokenizer['sha256'][:12] or 'bytes'}"}
         parts = []
         for spec in self.eval_specs:
             if spec.kind == "tfds" or records.remote(spec.pattern):

@@ -243,6 +243,7 @@ def test_training_reads_the_store_and_resumes_exactly(prepared, tmp_path):
     devices = jax.devices()[:1]
     straight = experiment.run(cfg, str(tmp_path / "a"), devices=devices)
     assert {"eval/pq/loss", "eval/hf/bits_per_byte"} <= set(straight)
+    assert straight["corpus/tokenizer"] == "byte:bytes"  # the run records its tokenizer
     short = _store_cfg_from(cfg)
     short.train.run_steps = 3
     experiment.run(short, str(tmp_path / "b"), devices=devices)
