@@ -321,6 +321,7 @@ def test_a_one_process_store_checkpoint_continues_in_two_processes(prepared, str
     _assert_same_run(tmp_path, straight_run)
 
 
+@pytest.mark.slow  # the in-process resume above and the on-the-fly kill -9 tests cover the rest
 def test_a_store_run_killed_with_sigkill_resumes_bit_exactly(prepared, straight_run, tmp_path):
     import signal
     from helpers import run_main, start_main, untimed, wait_for_step
