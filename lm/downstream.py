@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-from typing import Any
 
 import jax
 import ml_collections
@@ -205,25 +204,17 @@ def table(results: dict) -> str:
 
 def write(results: dict, workdir: str, step: int) -> str:
     """harness.json and harness_samples/ in `workdir` (process 0); returns the JSON's path."""
+    from lm_eval.utils import handle_non_serializable  # as lm-eval writes its own results
     path = os.path.join(workdir, RESULTS_FILE)
     if jax.process_index() != 0:
         return path
     os.makedirs(os.path.join(workdir, SAMPLES_DIR), exist_ok=True)
     for task, samples in (results.get("samples") or {}).items():
         with open(os.path.join(workdir, SAMPLES_DIR, f"{task}.jsonl"), "w") as f:
-            f.writelines(json.dumps(s, default=_plain) + "\n" for s in samples)
+            f.writelines(json.dumps(s, default=handle_non_serializable) + "\n" for s in samples)
     kept = {k: v for k, v in results.items() if k != "samples"} | {"step": step}
-    workdir_lib.write_atomic(path, json.dumps(kept, indent=2, default=_plain))
+    workdir_lib.write_atomic(path, json.dumps(kept, indent=2, default=handle_non_serializable))
     return path
-
-
-def _plain(o: Any):
-    """What json cannot write, as lm-eval writes it."""
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def read(workdir: str) -> dict | None:

@@ -22,7 +22,6 @@ process gets every score.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Protocol, Sequence
 
 import jax
@@ -85,11 +84,15 @@ class HarnessLM(LM):
     def __init__(self, rt: train_lib.Runtime, params, vocab: Vocabulary, *, max_length: int,
                  batch_size: int, seed: int = 0):
         super().__init__()
-        data_shards = math.prod(rt.mesh.shape[a] for a in _flat(rt.batch_shard.spec))
-        if batch_size % (data_shards * jax.process_count()):
+        try:  # the rows split evenly over the batch's shards and the processes
+            rt.batch_shard.shard_shape((batch_size,))
+            fits = batch_size % jax.process_count() == 0
+        except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(f"config.eval.harness.batch_size={batch_size} must be a multiple "
-                             f"of the batch's {data_shards} data shards and the "
-                             f"{jax.process_count()} processes")
+                             f"of the data-parallel size and of the {jax.process_count()} "
+                             "process(es)")
         self.rt, self.params, self.vocab = rt, params, vocab
         self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
         self.start = getattr(vocab, "start_id", START)  # lm-eval's prefix_token_id
@@ -248,12 +251,3 @@ class HarnessLM(LM):
                 text = text[:text.index(stop)]
         return text
 
-
-def _flat(spec) -> set:
-    """The mesh axes a PartitionSpec names."""
-    axes = set()
-    for entry in spec:
-        if entry is None:
-            continue
-        axes |= set(entry) if isinstance(entry, (tuple, list)) else {entry}
-    return axes
