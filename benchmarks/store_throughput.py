@@ -27,7 +27,7 @@ the same files in a run.
      (pipeline.make_train_iter, tf.data) pulling the same number of batches, then the store
      again (A-B-A, so load drifting over the run falls on both); the ratio uses the store's
      mean. The issue's goal: >= 1M tokens/s on one core from the store. Then where the store
-     reader's time goes (timers around the Mixer, IndexedRows.rows, Split.rows and layout).
+     reader's time goes (timers around the Mixer, IndexedRows.targets, Split.targets, layout).
   3. start-up: seconds from nothing to the first training batch in a fresh `python -c` child,
      with the store (open the memory maps, build the Mixer, first batch) and without (build
      the six tf.data pipelines, first batch): from the parent's start of the child to the
@@ -243,29 +243,30 @@ class _Timers:
 
     @contextlib.contextmanager
     def installed(self):
-        saved = (mixing.Mixer._next_indexed, store.IndexedRows.rows, store.Split.rows,
+        saved = (mixing.Mixer._next_indexed, store.IndexedRows.targets, store.Split.targets,
                  store.layout)
         mixing.Mixer._next_indexed = self._wrap("mixer", saved[0])
-        store.IndexedRows.rows = self._wrap("indexed", saved[1])
-        store.Split.rows = self._wrap("split", saved[2])
+        store.IndexedRows.targets = self._wrap("indexed", saved[1])
+        store.Split.targets = self._wrap("split", saved[2])
         store.layout = self._wrap("layout", saved[3])
         try:
             yield self
         finally:
-            (mixing.Mixer._next_indexed, store.IndexedRows.rows, store.Split.rows,
+            (mixing.Mixer._next_indexed, store.IndexedRows.targets, store.Split.targets,
              store.layout) = saved
 
 
 def profile_store(mixer, seconds: float) -> dict:
     """Per batch (microseconds): the Mixer's own work (draws, per-domain loop, scatter into the
-    batch), IndexedRows' per-row permutation lookups, Split.rows' per-row memmap slices and
-    stack, and layout (segment ids, positions, inputs), per call of each."""
+    batch), IndexedRows' permutation lookups, Split.targets' memmap gather, and layout (segment
+    ids, positions, inputs: once a batch), per call of each."""
     timers = _Timers()
     with timers.installed():
         n, wall, _ = _pull_for(mixer, seconds)
     s = timers.s
-    own = {"mixer_own": s["mixer"] - s["indexed"], "indexed_own": s["indexed"] - s["split"],
-           "split_gather": s["split"] - s["layout"], "layout": s["layout"]}
+    own = {"mixer_own": s["mixer"] - s["indexed"] - s["layout"],
+           "indexed_own": s["indexed"] - s["split"], "split_gather": s["split"],
+           "layout": s["layout"]}
     return {"batches": n, "us_per_batch": 1e6 * wall / n,
             "us_per_batch_by_part": {k: 1e6 * v / n for k, v in own.items()},
             "calls_per_batch": {k: v / n for k, v in timers.calls.items()}}

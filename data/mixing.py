@@ -189,7 +189,8 @@ class Mixer:
 
     def _next_indexed(self) -> dict[str, np.ndarray]:
         """Row j of the global batch, of domain d, is that domain's stream row drawn[d] + (rows
-        of d before j); this process reads its own rows' indices."""
+        of d before j); this process reads its own rows' indices. The streams share one
+        vocabulary, so the batch's tokens are laid out as packed rows in one call."""
         domains = self.draw_domains()
         index = np.empty(len(domains), np.int64)
         for d in np.unique(domains):
@@ -197,15 +198,14 @@ class Mixer:
             index[at] = self._drawn[d] + np.arange(at.sum())
         self._drawn += np.bincount(domains, minlength=len(self._streams))
         domain_id, index = domains[self._rows], index[self._rows]
-        batch = None
+        targets = None
         for d in np.unique(domain_id):
             at = np.flatnonzero(domain_id == d)
-            rows = self._streams[d].rows(index[at])
-            if batch is None:
-                batch = {k: np.empty((len(domain_id),) + rows[k].shape[1:], rows[k].dtype)
-                         for k in BATCH_KEYS}
-            for k in BATCH_KEYS:
-                batch[k][at] = rows[k]
+            part = self._streams[d].targets(index[at])
+            if targets is None:
+                targets = np.empty((len(domain_id), part.shape[1]), part.dtype)
+            targets[at] = part
+        batch = self._streams[0].layout(targets)
         batch["domain_id"] = domain_id
         self.batches += 1
         return batch

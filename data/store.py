@@ -326,13 +326,16 @@ class Split:
     def num_rows(self) -> int:
         return len(self.tokens) // self.length
 
-    def rows(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """The packed rows at `indices` (each in [0, num_rows)), stacked: inputs, targets,
-        segment_ids, positions, loss_mask."""
+    def targets(self, indices: Sequence[int]) -> np.ndarray:
+        """The tokens of the rows at `indices` (each in [0, num_rows)), int32 [R, L]."""
         L = self.length
         idx = np.asarray(indices, np.int64).reshape(-1, 1)
-        targets = self.tokens[idx * L + np.arange(L)]  # one gather from the memory map
-        return layout(targets.astype(np.int32), self.start_id, self.eos_id)
+        return self.tokens[idx * L + np.arange(L)].astype(np.int32)  # one memmap gather
+
+    def rows(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """The packed rows at `indices`, stacked: inputs, targets, segment_ids, positions,
+        loss_mask."""
+        return layout(self.targets(indices), self.start_id, self.eos_id)
 
 
 def layout(targets_RxL: np.ndarray, start_id: int, eos_id: int) -> dict[str, np.ndarray]:
@@ -370,6 +373,16 @@ class IndexedRows:
         self._epoch, self._perm = -1, None
 
     def rows(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """Stream rows `indices`, laid out as packed rows."""
+        return self.layout(self.targets(indices))
+
+    def layout(self, targets_RxL: np.ndarray) -> dict[str, np.ndarray]:
+        """Tokens of this vocabulary's rows -> the packed-row batch keys. The mixer lays out a
+        whole batch at once (one call, not one per domain: twice the read rate)."""
+        return layout(targets_RxL, self.split.start_id, self.split.eos_id)
+
+    def targets(self, indices: Sequence[int]) -> np.ndarray:
+        """The tokens of stream rows `indices`, int32 [R, L]."""
         n_rows = self.split.num_rows
         epochs, ks = np.divmod(np.asarray(indices, np.int64), n_rows)
         picked = np.empty(len(ks), np.int64)
@@ -381,7 +394,7 @@ class IndexedRows:
                 self._epoch = epoch
             at = epochs == epoch
             picked[at] = self._perm[ks[at]]
-        return self.split.rows(picked)
+        return self.split.targets(picked)
 
 
 def shapes(meta_by_domain: dict) -> dict[str, Any]:
