@@ -25,6 +25,7 @@ training steps dominate: 800 of them at ~1 s). Prints a table, then one JSON lin
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -48,7 +49,8 @@ from benchmarks.reweight_lm import make_redundant_domain  # noqa: E402
 from configs import mates as mates_config  # noqa: E402
 from data import sources  # noqa: E402
 from runs import experiment  # noqa: E402
-from data import cloze, corpus, domains, pipeline, tokenizer  # noqa: E402
+from data import cloze, corpus, domains, mixing, pipeline, store  # noqa: E402
+from data import tokenizer, vocabulary  # noqa: E402
 from lm.metrics import read_metrics  # noqa: E402
 from reweight import mates  # noqa: E402
 
@@ -142,25 +144,64 @@ class ShuffleDomain:
         self.inner.set_weights(weights)
 
 
-def make_data(cfg, vocab):
-    """(train source over the nine domains, eval batches: six real domains + held-out cloze)."""
-    data_dir = cfg.data.data_dir
-    specs = domains.builtin_domains(data_dir) + [
+def _specs(data_dir: str) -> list:
+    """The nine domains: the six real ones, shuffled (books' files), duplicated, offtarget."""
+    return domains.builtin_domains(data_dir) + [
         domains.parse_domain("shuffled=jsonl:" + os.path.join(data_dir, "corpus", "books",
                                                                "{split}-*.jsonl")),
         domains.parse_domain("duplicated=jsonl:" + make_redundant_domain(data_dir)),
         domains.parse_domain("offtarget=jsonl:" + os.path.join(data_dir, "heldout", "go_src",
                                                                "validation-*.jsonl"))]
+
+
+def store_mixer(cfg, root: str):
+    """The nine domains' train rows from a token store under `root` (prepared on first use,
+    data/store.py; shuffled reads books' prepared rows through its own permutation)."""
+    data_dir = cfg.data.data_dir
+    specs = _specs(data_dir)
+    vocab_args = {"spec": "builtin", "data_dir": data_dir, "vocab_size": cfg.model.vocab_size}
+    store.prepare([s for s in specs if s.name != "shuffled"], ("train",), root, vocab_args)
+    v = vocabulary.load(**vocab_args)
+    streams = [store.IndexedRows(store.Split.open(
+        root, "books" if s.name == "shuffled" else s.name, "train", cfg.data.seq_len,
+        v.start_id, v.eos_id), pipeline.stream_seed(cfg.seed, i)) for i, s in enumerate(specs)]
+    names = [s.name for s in specs]
+    return mixing.Mixer(streams, names, global_batch=cfg.train.batch_size,
+                        weights=mixing.parse_weights("uniform", names), seed=cfg.seed)
+
+
+def make_data(cfg, vocab, store_root: str = ""):
+    """(train source over the nine domains, eval batches: six real domains + held-out cloze);
+    the train rows from the token store under `store_root`, or tokenized on the fly ("")."""
+    data_dir = cfg.data.data_dir
+    specs = _specs(data_dir)
     common = dict(vocab=vocab, seq_len=cfg.data.seq_len, global_batch=cfg.train.batch_size)
-    mixer = pipeline.make_train_iter(specs, weights="uniform", seed=cfg.seed,
-                                     shuffle_buffer_size=cfg.data.shuffle_buffer_size, **common)
+    mixer = store_mixer(cfg, store_root) if store_root else pipeline.make_train_iter(
+        specs, weights="uniform", seed=cfg.seed,
+        shuffle_buffer_size=cfg.data.shuffle_buffer_size, **common)
     evals = pipeline.make_eval_batches(specs[:len(REAL)], max_rows_per_domain=cfg.data.eval_rows,
                                        **common)
     evals["cloze"] = cloze.batches(
         cloze.cloze_rows(data_dir, "books", vocab.encode, CLOZE_LEN, CLOZE_EVAL_ROWS,
                          skip=REFERENCE_ROWS), cfg.train.batch_size)
     return sources.Data(ShuffleDomain(mixer, "shuffled", cfg.seed), evals,
-                           tuple(s.name for s in specs))
+                        tuple(s.name for s in specs))
+
+
+def pool_draw_seconds(cfg, vocab, store_root: str) -> dict:
+    """Seconds to draw one stage's pool (stage / selection ratio batches) from a fresh mixer,
+    from the store and on the fly, one after the other (each includes building the mixer)."""
+    m = cfg.reweight.mates
+    batches = math.ceil(m.stage_steps / m.selection_ratio)
+    out = {}
+    for name, root in (("store", store_root), ("on_the_fly", "")):
+        t = time.perf_counter()
+        src = make_data(cfg, vocab, root).source
+        built = time.perf_counter()
+        for _ in range(batches):
+            next(src)
+        out[name] = {"build": built - t, "draw": time.perf_counter() - built}
+    return out
 
 
 def config(method: str, steps: int, seed: int):
@@ -194,7 +235,11 @@ def junk_share(workdir: str) -> list:
 STAGE_KEYS = {"probe_flops": "mates/probe_flops_fraction", "fit_flops": "mates/fit_flops_fraction",
               "score_flops": "mates/score_flops_fraction", "flops": "mates/overhead_fraction",
               "seconds": "mates/overhead_seconds_fraction",
-              "holdout_spearman": "mates/holdout_spearman"}
+              "holdout_spearman": "mates/holdout_spearman",
+              "stage_train_seconds": "mates/stage_train_seconds",
+              **{f"{p}_seconds": f"mates/seconds/{p}" for p in ("draw", "probe", "fit", "score")},
+              "selection_seconds": "mates/seconds"}
+PARTS = ("draw", "probe", "fit", "score")
 
 
 def main():
@@ -202,6 +247,10 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default 0 / 0,1,2)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "bench_mates"))
+    parser.add_argument("--store", default=os.path.join(ROOT, "data_cache", "stores",
+                                                         "bench_mates"),
+                        help="the nine domains' token store (prepared on first use); "
+                             "'' tokenizes on the fly")
     args = parser.parse_args()
     stage = mates_config.get_config().reweight.mates.stage_steps
     seeds, steps, methods = (([0], 2 * stage, METHODS_QUICK) if args.quick else
@@ -212,10 +261,17 @@ def main():
         os.path.join(ROOT, "data_cache"), 8192)))
 
     t0 = time.perf_counter()
+    if args.store:
+        store_mixer(config("exact", steps, seeds[0]), args.store)  # prepared before the clock
+    pool_draw = pool_draw_seconds(config("exact", steps, seeds[0]), vocab, args.store) \
+        if args.store else {}
+    for name, t in pool_draw.items():
+        print(f"one stage's pool ({name}): build {t['build']:.2f} s, draw {t['draw']:.2f} s",
+              flush=True)
     runs: dict = {m: [] for m in methods}
     checks = []
     for seed in seeds:
-        data = make_data(config("exact", steps, seed), vocab)
+        data = make_data(config("exact", steps, seed), vocab, args.store)
         start_state = data.source.get_state()  # every method starts from the same data state
         for method in methods:
             cfg = config(method, steps, seed)
@@ -288,13 +344,22 @@ def main():
                                                    "flops", "seconds")))
     print("(FLOPs and wall: selection / the stage's training, per stage; wall includes the "
           "first selection's compilation)")
+    print(f"\nselection wall time by part, seconds per stage (pool from "
+          f"{'the store' if args.store else 'on-the-fly tokenization'}):")
+    print(f"{'method':11} {'stage train':>11} {'selection':>9} "
+          + " ".join(f"{p:>7}" for p in PARTS))
+    for method in methods:
+        s_ = summary[method]
+        print(f"{method:11} {s_['stage_train_seconds']:>11.1f} {s_['selection_seconds']:>9.2f} "
+              + " ".join(f"{s_[p + '_seconds']:>7.2f}" for p in PARTS))
     print(f"\nboth probes on the same {CHECK_ROWS} pool candidates, in the first_order run:")
     for c in checks:
         print(f"seed {c['seed']} step {c['step']}: Spearman {c['spearman']:.4f}  Pearson "
               f"{c['pearson']:.4f}  s/candidate exact {c['exact_seconds_per_candidate']:.4f} "
               f"first_order {c['first_order_seconds_per_candidate']:.4f}")
     print(json.dumps({"benchmark": "mates", "machine": machine, "seeds": seeds, "steps": steps,
-                      "stage_steps": stage, "summary": summary, "probe_checks": checks,
+                      "stage_steps": stage, "store": args.store, "pool_draw": pool_draw,
+                      "summary": summary, "probe_checks": checks,
                       "runs": runs, "seconds": time.perf_counter() - t0}))
 
 
