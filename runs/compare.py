@@ -281,6 +281,15 @@ class Run:
                  for e in self.evals])
 
 
+def _reference_model(cfg) -> ModelConfig:
+    """The model of the run's step reference (config.reference.workdir, as recorded there); the
+    run's own model where that workdir is gone."""
+    ref = cfg.reference.workdir
+    if ref and os.path.exists(os.path.join(ref, "config.json")):
+        return ModelConfig.from_config(experiment.recorded_config(ref).model)
+    return ModelConfig.from_config(cfg.model)
+
+
 def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     """A run's config, eval curve, weights, tokens, FLOPs (with its methods' own overhead) and
     wall time, from its workdir; `seed` defaults to the recorded one."""
@@ -312,8 +321,12 @@ def read_run(workdir: str, arm: str, seed: int | None = None) -> Run:
     run.tokens = float(cfg.train.steps * cfg.train.batch_size * cfg.data.seq_len)
     run.overhead = [(m["step"], v) for m in metrics for k, v in m.items()
                     if k.endswith("/overhead_flops")]
-    run.step_flops = cfg.train.batch_size * cfg.data.seq_len * flops_lib.flops_per_token(
+    tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
+    run.step_flops = tokens_per_step * flops_lib.flops_per_token(
         ModelConfig.from_config(cfg.model), cfg.data.seq_len)
+    if any("reference_token_loss" in m for m in metrics):  # each step ran a reference forward
+        run.step_flops += tokens_per_step * flops_lib.flops_per_token(
+            _reference_model(cfg), cfg.data.seq_len) / 3.0
     run.flops = run.flops_at(cfg.train.steps)
     elapsed = [m["elapsed_s"] for m in metrics if "elapsed_s" in m]
     run.seconds = float(elapsed[-1]) if elapsed else math.nan
@@ -550,8 +563,8 @@ def write_markdown(summary: dict, path: str, title: str) -> str:
               "between evaluations (mean over the seeds that reach it): 0.5 is a 2x speed-up. "
               "FLOPs to it: the same point in FLOPs spent by then (training, and each selection "
               "from the step it is made), as a fraction of the baseline's total: equal compute. "
-              "FLOPs include a method's own overhead; train wall s is the training loop's time, "
-              "resumes included.", ""]
+              "FLOPs include a method's own overhead and a step reference's forward; train wall "
+              "s is the training loop's time, resumes included.", ""]
 
     def domain_table(heading, domains, what="loss", digits=4):
         if not domains:

@@ -269,6 +269,9 @@ def test_prerequisites_train_first_in_order_and_arms_name_them(tmp_path):
                                                                                "reference")
     with open(os.path.join(compare.run_dir(workdir, "doremi", 0), "config.json")) as f:
         assert json.load(f)["data"]["weights"] == f"file:{proxy}/mixture.txt"
+    # The proxy's steps ran the reference's forward too: a third of a same-size step's FLOPs.
+    plain = compare.read_run(compare.run_dir(workdir, "uniform", 0), "uniform")
+    assert compare.read_run(proxy, "proxy").step_flops == pytest.approx(plain.step_flops * 4 / 3)
     assert compare.needed_prerequisites(cfg, ["uniform"]) == set()
     assert compare.needed_prerequisites(cfg, ["doremi"]) == {"proxy", "reference"}
     before = {p: os.path.getmtime(p) for p in _files(os.path.join(workdir, "prerequisites"))}
