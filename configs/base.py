@@ -50,7 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.prepare_address = ""  # --mode=prepare's Ray cluster ("" = this machine, all cores)
     # lego only (data/lego.py): skills are the depths 1..k of a chain of k binary variables.
     c.data.lego_k = 5  # variables per example = number of skills
-    c.data.lego_supervision = "chain"  # answer (the answer digit only) | chain (every hop's value)
+    # answer (the answer digit) | sentence (train rows: every token; eval rows: the answer) |
+    # chain (every hop's value)
+    c.data.lego_supervision = "chain"  # which tokens carry the loss (above)
+    c.data.lego_render = "words"  # words (LEGO's own 36 ids) | text (written out, data.vocab's ids)
 
     c.eval = ml_collections.ConfigDict()
     # Extra eval-only domains (seqio): built-in names or "name=GLOB" entries; a glob with

@@ -6,9 +6,12 @@ and the names are a random permutation of a-z; the clauses are shuffled and writ
 `Input: c1 , c2 , ... Output: <x_s> = val <v_s>`. Skill s asks for the depth-s variable, so
 it takes exactly s hops through the clauses (skill 1, the root, copies the only digit).
 
-Tokens are words from a 36-word vocabulary (`VOCAB`), one example per row, padded with 0.
-Two ways of supervising (`supervision`):
-  answer  loss on the answer digit only (the Skill-It setting);
+An example is a list of words, one example per row, padded with 0 (how the words become
+tokens: `render`, below). Three ways of supervising (`supervision`):
+  answer    loss on the answer digit only (Skill-It's evaluation);
+  sentence  training rows carry the loss on every token of the example, eval rows on the
+            answer alone: Skill-It's reference trainer (HazyResearch/skill-it,
+            trainer/utils.py, a causal-LM collator over the whole sentence);
   chain   the output spells the resolution one hop at a time,
           `Output: <x_s> = x_1 v_1 x_1 x_2 op_2 v_2 .. x_{s-1} x_s op_s v_s`, with loss on every
           token after `=`: from the name just written, the name whose clause points to it, that
@@ -22,6 +25,18 @@ Two ways of supervising (`supervision`):
           separates the clause lookup from the XOR.
 Eval rows carry the loss mask on the same tokens, so the loop's exact-match accuracy is greedy
 decoding of the whole answer.
+
+Two ways of writing an example (`render`):
+  words   the ids of `VOCAB`, one per word: a model trained from scratch on LEGO alone;
+  text    the words joined by single spaces, `Input: d = val 1 , a = not d , ... Output: a =
+          val 0`, encoded with a tokenizer of data/vocabulary.py (the run's: a model pretrained
+          on text continues on it, Skill-It's LEGO setting) and ended by its EOS. The loss is on
+          the answer's tokens: those after the prompt's, where a token that is only the
+          separating space ('▁' before a digit split off by the corpus BPE) counts as the
+          prompt's, since the format fixes it. As the reference evaluator scores the positions
+          where the true and the opposite answer differ (HazyResearch/skill-it,
+          evaluator/lego_evaluator.py), the answer's loss is then the digit's negative
+          log-likelihood (ln 2 at chance), and exact match is the greedy digit after it.
 
 Rows are a pure function of (seed, stream, skill, index): training streams are counters, the
 domain of each row is drawn by `data.mixing.Mixer`, and the validation set (distinct examples,
@@ -37,12 +52,14 @@ from typing import Sequence
 import numpy as np
 
 from data.mixing import Mixer, pad_rows, parse_weights, rows_per_process
+from data.vocabulary import Vocabulary
 
 VOCAB = ("<pad>", "<eos>", "Input:", "Output:", "=", "val", "not", ",", "0", "1",
          *string.ascii_lowercase)
 VOCAB_SIZE = len(VOCAB)
 TOKEN = {w: i for i, w in enumerate(VOCAB)}
-SUPERVISIONS = ("answer", "chain")
+SUPERVISIONS = ("answer", "sentence", "chain")
+RENDERS = ("words", "text")
 _TRAIN, _EVAL = 1, 2
 
 
@@ -50,10 +67,21 @@ def skill_names(k: int) -> list[str]:
     return [f"skill_{s}" for s in range(1, k + 1)]
 
 
-def seq_len_needed(k: int, supervision: str) -> int:
-    """Tokens in the longest row: Input + k clauses of 4 + (k-1) commas + Output + answer."""
-    prompt = 1 + 4 * k + (k - 1) + 1
-    return prompt + 2 + (2 if supervision == "answer" else chain_len(k))
+def seq_len_needed(k: int, supervision: str, vocab: Vocabulary | None = None) -> int:
+    """Tokens in the longest row: Input + k clauses of 4 + (k-1) commas + Output + answer.
+    With a tokenizer (text rows), a bound: every slot at its longest word (each name as long as
+    the longest letter), then EOS. It holds where pieces never cross a space (SentencePiece's
+    default, data/tokenizer.py's BPE); a longer row is refused anyway when encoded."""
+    if vocab is None:
+        prompt = 1 + 4 * k + (k - 1) + 1
+        return prompt + 2 + (2 if supervision != "chain" else chain_len(k))
+    size = lambda *words: max(len(vocab.encode(" " + w)) for w in words)
+    name, digit, op = size(*string.ascii_lowercase), size("0", "1"), size("val", "not")
+    clauses = k * (name + size("=") + op + max(name, digit)) + (k - 1) * size(",")
+    prompt = len(vocab.encode("Input:")) + clauses + size("Output:") + name + size("=")
+    if supervision != "chain":
+        return prompt + size("val") + digit + 1
+    return prompt + name + digit + (k - 1) * (2 * name + op + digit) + 1
 
 
 def chain_len(skill: int) -> int:
@@ -87,7 +115,7 @@ class Example:
         for j, c in enumerate(self.order):
             prompt += ([","] if j else []) + clauses[c]
         prompt.append("Output:")
-        if supervision == "answer":
+        if supervision != "chain":
             return prompt + [self.chain[skill - 1], "=", "val", str(self.values[skill - 1])], 1
         answer = [self.chain[0], str(self.values[0])]
         for i in range(1, skill):
@@ -114,35 +142,72 @@ def resolve(words: Sequence[str], var: str) -> int:
 def encode_row(words: Sequence[str], supervised: int, seq_len: int) -> dict[str, np.ndarray]:
     """One row in the batch format, the last `supervised` words carrying the loss."""
     n = len(words)
+    return _row([TOKEN[w] for w in words], n - supervised, n, seq_len)
+
+
+def encode_text(words: Sequence[str], supervised: int,
+                vocab: Vocabulary) -> tuple[list[int], int, int]:
+    """(ids, start, stop): the example written as text, its tokens then EOS; the loss is on
+    ids[start:stop], the tokens of its last `supervised` words (see the module docstring)."""
+    prompt, answer = " ".join(words[:-supervised]), " " + " ".join(words[-supervised:])
+    ids = vocab.encode(prompt + answer)
+    for head in (prompt + " ", prompt):  # a token that is only the separator is the prompt's
+        head_ids = vocab.encode(head)
+        if ids[:len(head_ids)] == head_ids and len(head_ids) < len(ids):
+            return ids + [vocab.eos_id], len(head_ids), len(ids)
+    raise ValueError(f"the tokenizer {vocab!r} writes the answer {answer.strip()!r} in one "
+                     "token with the end of the prompt, so its loss cannot be on the answer "
+                     "alone: use a tokenizer whose pieces do not cross spaces")
+
+
+def _row(ids: Sequence[int], start: int, stop: int, seq_len: int,
+         start_id: int = 0) -> dict[str, np.ndarray]:
+    """`ids` as one row in the batch format, padded with 0, the loss on ids[start:stop]; the
+    model reads `start_id` before the first id (the pretraining pipeline's: data/vocabulary)."""
+    n = len(ids)
     if n > seq_len:
         raise ValueError(f"a LEGO example needs {n} tokens but data.seq_len={seq_len}: raise "
                          "config.data.seq_len (see data.lego.seq_len_needed)")
     targets = np.zeros(seq_len, np.int32)
-    targets[:n] = [TOKEN[w] for w in words]
-    inputs = np.concatenate([[0], targets[:-1]]).astype(np.int32)
+    targets[:n] = ids
+    inputs = np.concatenate([[start_id], targets[:-1]]).astype(np.int32)
     inputs[n:] = 0
     segment_ids = (np.arange(seq_len) < n).astype(np.int32)
     loss_mask = np.zeros(seq_len, np.float32)
-    loss_mask[n - supervised:n] = 1.0
+    loss_mask[start:stop] = 1.0
     return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids,
             "positions": np.arange(seq_len, dtype=np.int32) * segment_ids,
             "loss_mask": loss_mask}
 
 
+def check_fields(k: int, supervision: str, render: str) -> None:
+    """Raises on a bad k, supervision or render, naming the value and the choices."""
+    if not 1 <= k <= 26:
+        raise ValueError(f"LEGO needs 1 <= k <= 26 variables (names are a-z), got k={k}")
+    if supervision not in SUPERVISIONS:
+        raise ValueError(f"LEGO supervision={supervision!r} is unknown; use one of "
+                         f"{SUPERVISIONS}")
+    if render not in RENDERS:
+        raise ValueError(f"LEGO render={render!r} is unknown; use one of {RENDERS}")
+
+
 class Lego:
-    """Generates rows of every skill for one (k, supervision, seq_len, seed)."""
+    """Generates rows of every skill for one (k, supervision, seq_len, seed, render); `vocab`
+    is the tokenizer of text rows (unused by words)."""
 
     def __init__(self, k: int = 5, supervision: str = "answer", seq_len: int = 32,
-                 seed: int = 0, eval_examples: int = 100):
-        if not 1 <= k <= 26:
-            raise ValueError(f"LEGO needs 1 <= k <= 26 variables (names are a-z), got k={k}")
-        if supervision not in SUPERVISIONS:
-            raise ValueError(f"LEGO supervision={supervision!r} is unknown; use one of "
-                             f"{SUPERVISIONS}")
-        need = seq_len_needed(k, supervision)
+                 seed: int = 0, eval_examples: int = 100, render: str = "words",
+                 vocab: Vocabulary | None = None):
+        check_fields(k, supervision, render)
+        if render == "text" and vocab is None:
+            raise ValueError("LEGO render='text' needs the tokenizer (vocab) to encode with")
+        self.vocab = vocab if render == "text" else None
+        self.vocab_size = VOCAB_SIZE if self.vocab is None else self.vocab.vocab_size
+        need = seq_len_needed(k, supervision, self.vocab)
         if seq_len < need:
-            raise ValueError(f"data.seq_len={seq_len} is too short for LEGO with k={k} and "
-                             f"{supervision} supervision: set it to at least {need}")
+            raise ValueError(f"data.seq_len={seq_len} is too short for LEGO with k={k}, "
+                             f"{supervision} supervision and {render} rows: set it to at least "
+                             f"{need}")
         self.k, self.supervision, self.seq_len, self.seed = k, supervision, seq_len, seed
         self.domain_names = skill_names(k)
         # The validation set: distinct examples per skill, excluded from training.
@@ -170,11 +235,21 @@ class Lego:
         while True:
             words, supervised = Example(rng, self.k).words(skill, self.supervision)
             if tuple(words) not in self._held[skill - 1]:
-                return encode_row(words, supervised, self.seq_len)
+                return self.row(words, supervised, whole=self.supervision == "sentence")
 
     def eval_rows(self, skill: int) -> list[dict[str, np.ndarray]]:
-        supervised = 1 if self.supervision == "answer" else chain_len(skill)
-        return [encode_row(w, supervised, self.seq_len) for w in self._eval[skill - 1]]
+        supervised = chain_len(skill) if self.supervision == "chain" else 1
+        return [self.row(w, supervised) for w in self._eval[skill - 1]]
+
+    def row(self, words: Sequence[str], supervised: int,
+            whole: bool = False) -> dict[str, np.ndarray]:
+        """An example's row, rendered as this generator's `render` says; the loss on its last
+        `supervised` words, or on every token (and the text's EOS) with `whole`."""
+        if self.vocab is None:
+            return encode_row(words, len(words) if whole else supervised, self.seq_len)
+        ids, start, stop = encode_text(words, supervised, self.vocab)
+        return _row(ids, 0 if whole else start, len(ids) if whole else stop, self.seq_len,
+                    self.vocab.start_id)
 
 
 class SkillStream:
@@ -237,7 +312,7 @@ def register_seqio_tasks(lego: Lego, prefix: str = "lego") -> list[str]:
     keys = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
     signature = {k: tf.TensorSpec([lego.seq_len], tf.float32 if k == "loss_mask" else tf.int32)
                  for k in keys}
-    vocab = seqio.PassThroughVocabulary(VOCAB_SIZE)
+    vocab = seqio.PassThroughVocabulary(lego.vocab_size)
     features = {k: seqio.Feature(vocab, add_eos=False, dtype=signature[k].dtype,
                                  required=k != "loss_mask") for k in keys}
     names = []
@@ -252,7 +327,9 @@ def register_seqio_tasks(lego: Lego, prefix: str = "lego") -> list[str]:
                 gen = lambda: (next(stream) for _ in iter(int, 1))
             return tf.data.Dataset.from_generator(gen, output_signature=signature)
 
-        name = f"{prefix}_k{lego.k}_{lego.supervision}_l{lego.seq_len}_s{lego.seed}_skill{s}"
+        text = "" if lego.vocab is None else f"_text_{lego.vocab.kind}{lego.vocab.sha256[:12]}"
+        name = (f"{prefix}_k{lego.k}_{lego.supervision}_l{lego.seq_len}_s{lego.seed}{text}"
+                f"_skill{s}")
         if name not in seqio.TaskRegistry.names():
             seqio.TaskRegistry.add(name, seqio.FunctionDataSource(
                 dataset_fn, splits=("train", "validation")), output_features=features)

@@ -307,21 +307,47 @@ class Synthetic(_Generated):
 
 
 class Lego(_Generated):
-    """LEGO chains of k variables (data/lego.py): skills are the depths 1..k."""
+    """LEGO chains of k variables (data/lego.py): skills are the depths 1..k. Text rows
+    (config.data.lego_render=text) are encoded with the run's tokenizer, config.data.vocab, as
+    data/vocabulary.py loads it: the ids of the seqio pipeline a model was pretrained on. As
+    the seqio source, it reads the tokenizer in `check` (or when first generating), not here."""
     what = "LEGO skills"
 
     def __init__(self, cfg: ml_collections.ConfigDict):
         from data import lego
         super().__init__(cfg)
-        if cfg.model.vocab_size < lego.VOCAB_SIZE:
+        d = cfg.data
+        lego.check_fields(d.lego_k, d.lego_supervision, d.lego_render)
+        if d.lego_render == "words" and cfg.model.vocab_size < lego.VOCAB_SIZE:
             raise ValueError(f"config.model.vocab_size={cfg.model.vocab_size} is smaller than "
                              f"LEGO's {lego.VOCAB_SIZE} words: raise it")
         self.lego = lego
-        self.gen = lego.Lego(cfg.data.lego_k, cfg.data.lego_supervision, cfg.data.seq_len,
-                             cfg.seed, eval_examples=cfg.data.eval_rows)
+        self._gen = None
+
+    @property
+    def gen(self):
+        """The generator (data.lego.Lego), built once; raises on a missing tokenizer, a
+        config.model.vocab_size below its ids, or a data.seq_len below the longest row."""
+        if self._gen is None:
+            from data import vocabulary
+            c, d = self.cfg, self.cfg.data
+            vocab = vocabulary.load(d.vocab, data_dir=d.data_dir, vocab_size=c.model.vocab_size
+                                    ) if d.lego_render == "text" else None
+            self._gen = self.lego.Lego(d.lego_k, d.lego_supervision, d.seq_len, c.seed,
+                                       eval_examples=d.eval_rows, render=d.lego_render,
+                                       vocab=vocab)
+        return self._gen
+
+    def check(self, train: bool) -> list[str]:
+        try:
+            self.gen
+        except (ValueError, FileNotFoundError) as e:
+            return [str(e)]
+        return []
 
     def names(self) -> tuple[list, list]:
-        return list(self.gen.domain_names), list(self.gen.domain_names)
+        names = self.lego.skill_names(self.cfg.data.lego_k)
+        return names, list(names)
 
     def build(self, train: bool) -> Data:
         common = dict(global_batch=self.cfg.train.batch_size, process_index=jax.process_index(),
