@@ -21,6 +21,11 @@ share, is copied, not retrained; all runs share one JAX compilation cache,
 pipeline works: one seed has no interval. The last line is JSON: per method and arm, the
 paired difference of the headline eval loss from the baseline (Skill-It: of the final mean
 accuracy over the skills; mean, CI, seeds, verdict), and the time it took.
+
+Issue 34's rows: a composition (COMPOSED) also tables its combined arm against each part
+alone, paired by seed; a comparison one scale up (SCALED, configs/testbed_x4.py) also runs or
+reads its testbed comparison and reports, per arm, whether the verdict and the effect's size
+carry over, and Spearman's rho of the arms' final losses across the two scales.
 """
 
 import argparse
@@ -28,6 +33,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -52,7 +58,22 @@ METHODS = {
     "loss_lr_grid": ("configs/compare/loss_lr_grid.py", "linupper_3e-3"),  # Sow et al., 6 domains
     "loss_real": ("configs/compare/loss_real.py", "linupper_3e-3"),  # each at the grid's best lr
     "regmix": ("configs/compare/regmix_planted.py", "regmix"),  # Liu et al. 2024, its sweep
+    # Compositions (issue 34): methods of different kinds combined, against each alone.
+    "compose_doremi_rho1": ("configs/compare/compose_doremi_rho1.py", "doremi_rho1"),
+    "compose_mates_rho1": ("configs/compare/compose_mates_rho1.py", "mates_rho1"),
+    "compose_upsample_quadratic": ("configs/compare/compose_upsample_quadratic.py",
+                                   "up_15_quadratic"),
+    # Scale transfer (issue 34): testbed comparisons at configs/testbed_x4.py's scale.
+    "x4_rho1": ("configs/compare/x4_rho1_planted.py", "rho1"),
+    "x4_loss": ("configs/compare/x4_loss_planted.py", "linupper"),
 }
+# A composition's combined arm -> the arms of its parts alone, each a baseline it is tabled
+# against (paired by seed), beside the comparison's own baseline.
+COMPOSED = {"compose_doremi_rho1": ("doremi_rho1", ("doremi", "rho1")),
+            "compose_mates_rho1": ("mates_rho1", ("mates", "rho1")),
+            "compose_upsample_quadratic": ("up_15_quadratic", ("up_15", "quadratic"))}
+# A comparison one scale up -> the testbed comparison it scales (its arms have the same names).
+SCALED = {"x4_rho1": "rho1", "x4_loss": "loss_based"}
 # --quick, a sweep prerequisite: 6 proxies trained together (one program), no transfer check
 SWEEP_QUICK = ("sweep.num_trials=6;sweep.vmap_trials=6;sweep.transfer_trials=0;"
                "sweep.num_simulations=10000;train.steps=20;data.check_records=False")
@@ -114,13 +135,25 @@ def method_dir(workdir: str, method: str, quick: bool) -> str:
 
 
 def planned_runs(cfg, workdir: str) -> list[tuple[str, str]]:
-    """(the experiment config as sorted JSON, its run directory) of every run a comparison
-    trains: its arms at each seed and its prerequisites."""
-    runs = [(compare.run_config(cfg, arm, seed, workdir), compare.run_dir(workdir, arm, seed))
-            for arm in cfg.compare.arms for seed in compare.seeds_of(cfg)]
-    runs += [(compare.prerequisite_config(cfg, name, workdir),
-              compare.prerequisite_dir(workdir, name)) for name in cfg.compare.prerequisites]
-    return [(run_cfg.to_json(sort_keys=True), d) for run_cfg, d in runs]
+    """(a key, its run directory) of every run a comparison trains: its arms at each seed and
+    its prerequisites. The key is the experiment config as sorted JSON with the comparison's
+    directory written <DIR>, then the keys of the prerequisites it reads: two runs with one
+    key train alike wherever their comparisons live (DoReMi's arms read its proxy's
+    mixture.txt, so an arm is the same run only where the proxy is too)."""
+    keys: dict[str, str] = {}
+
+    def key(run_cfg) -> str:
+        text = run_cfg.to_json(sort_keys=True).replace(workdir, "<DIR>")
+        reads = [keys[n] for n in cfg.compare.prerequisites
+                 if re.search(f"<DIR>/prerequisites/{re.escape(n)}(?![\\w.-])", text)]
+        return "|".join([text] + reads)
+
+    runs = []
+    for name in compare.prerequisite_order(cfg):  # a prerequisite after those it reads
+        keys[name] = key(compare.prerequisite_config(cfg, name, workdir))
+        runs.append((keys[name], compare.prerequisite_dir(workdir, name)))
+    return [(key(compare.run_config(cfg, arm, seed, workdir)), compare.run_dir(workdir, arm, seed))
+            for arm in cfg.compare.arms for seed in compare.seeds_of(cfg)] + runs
 
 
 def reuse_identical_runs(method: str, workdir: str, quick: bool) -> int:
@@ -168,6 +201,37 @@ def effects(summary: dict) -> dict:
     return out
 
 
+def composition_effects(method: str, workdir: str, quick: bool) -> dict:
+    """The combined arm against each of its parts alone, paired by seed: "<combined>_vs_<part>"
+    -> its effect, as `effects` gives one against the baseline."""
+    combined, parts = COMPOSED[method]
+    cfg, d = method_config(method, quick, 1), method_dir(workdir, method, quick)
+    runs = [compare.read_run(compare.run_dir(d, arm, seed), arm, seed)
+            for arm in cfg.compare.arms for seed in compare.seeds_of(cfg)]
+    headline = [x.strip() for x in cfg.compare.domains.split(",") if x.strip()] or None
+    return {f"{combined}_vs_{part}": effects(compare.summarize(
+                runs, part, cfg.compare.confidence, headline))[combined] for part in parts}
+
+
+def transfer(small: dict, large: dict) -> dict:
+    """Does the testbed's verdict hold one scale up? Per arm of both comparisons: its effect
+    at each scale, whether the verdicts agree, the effect's ratio (large / small); and the
+    rank agreement of every arm's final headline loss (baseline included) across the two
+    scales: Spearman's rho over the arms (with 2 arms it is +-1: their order)."""
+    import scipy.stats
+    small_e, large_e = effects(small), effects(large)
+    arms = {arm: {"testbed": small_e[arm], "x4": large_e[arm],
+                  "verdict_agrees": small_e[arm]["verdict"] == large_e[arm]["verdict"],
+                  "effect_ratio": large_e[arm]["effect"] / small_e[arm]["effect"]}
+            for arm in small_e if arm in large_e}
+    shared = [a for a in small["arms"] if a in large["arms"]]
+    loss = lambda summary: [summary["arms"][a]["quantities"]["loss/train_mean"]["mean"]
+                            for a in shared]
+    rho = scipy.stats.spearmanr(loss(small), loss(large)).statistic if len(shared) > 1 \
+        else math.nan
+    return {"arms": arms, "rank_spearman": float(rho), "rank_arms": shared}
+
+
 def train_seconds(summary: dict) -> float:
     """What the comparison's runs took: the sum of their training loops' wall times (resumes
     included, prerequisites not), whenever they ran."""
@@ -198,6 +262,13 @@ def main(argv=None):
                 "arms": effects(summary) | sweep_effects(method_dir(args.workdir, method,
                                                                     args.quick)),
                 "train_seconds": train_seconds(summary)}
+            if method in COMPOSED:
+                results[method]["arms"] |= composition_effects(method, args.workdir,
+                                                               args.quick)
+            if method in SCALED:  # the testbed comparison too (finished runs are not rerun)
+                results[method]["transfer"] = transfer(
+                    reproduce(SCALED[method], args.workdir, args.quick, args.processes),
+                    summary)
             # this invocation's wall time: ~0 where every run had finished before
             results[method]["wall_seconds"] = time.perf_counter() - start
     effect = "effect [CI] (Δ loss; skills: Δ accuracy; *_transfer: Spearman)"
@@ -206,6 +277,17 @@ def main(argv=None):
         for arm, e in r["arms"].items():
             ci = f"{e['effect']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}]"
             print(f"{method:<12} {arm:<14} {ci:<34} {e['seeds']:>5}  {e['verdict']}")
+    for method, r in results.items():
+        if "transfer" in r:
+            t = r["transfer"]
+            print(f"{method}: from {SCALED[method]} (testbed) to x4, rank Spearman over "
+                  f"{len(t['rank_arms'])} arms {t['rank_spearman']:+.2f}")
+            for arm, a in t["arms"].items():
+                print(f"  {arm:<14} testbed {a['testbed']['effect']:+.4f} "
+                      f"({a['testbed']['verdict']}), x4 {a['x4']['effect']:+.4f} "
+                      f"({a['x4']['verdict']}): verdict "
+                      f"{'holds' if a['verdict_agrees'] else 'changes'}, effect x"
+                      f"{a['effect_ratio']:.2f}")
     for method, r in results.items():
         print(f"{method}: this invocation {r['wall_seconds'] / 60:.1f} min, its runs' training "
               f"{r['train_seconds'] / 60:.1f} min")

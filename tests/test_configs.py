@@ -108,6 +108,67 @@ def test_reproduce_copies_runs_another_method_finished(tmp_path, quick):
         reproduce.method_dir(str(tmp_path), "doremi", quick), "reference"))
 
 
+def test_reproduce_copies_a_composition_the_runs_of_its_parts(tmp_path):
+    """DoReMi+RHO-1 shares DoReMi's reference, proxy, uniform and doremi runs: its doremi arm
+    reads the proxy's mixture.txt in its own directory, the same run only because the proxy
+    is; one scale up nothing is shared."""
+    reproduce = load_reproduce()
+    doremi = reproduce.method_dir(str(tmp_path), "doremi", False)
+    cfg = reproduce.method_config("doremi", False, 1)
+    done = [compare.prerequisite_dir(doremi, n) for n in ("reference", "proxy")] + [
+        compare.run_dir(doremi, arm, seed) for arm in ("uniform", "doremi")
+        for seed in compare.seeds_of(cfg)]
+    for d in done:
+        os.makedirs(d)
+        with open(os.path.join(d, "run.json"), "w") as f:
+            f.write('{"status": "ok"}')
+    assert reproduce.reuse_identical_runs("compose_doremi_rho1", str(tmp_path), False) == 12
+    assert reproduce.reuse_identical_runs("x4_rho1", str(tmp_path), False) == 0
+    keys = dict((d, k) for k, d in reproduce.planned_runs(cfg, doremi))
+    other = reproduce.method_config("doremi", False, 1)
+    other.compare.prerequisites.proxy.overrides += ";reweight.doremi.eta=0.5"
+    changed = dict((d, k) for k, d in reproduce.planned_runs(other, doremi))
+    assert changed[compare.run_dir(doremi, "doremi", 0)] != keys[compare.run_dir(doremi,
+                                                                                 "doremi", 0)]
+    assert changed[compare.run_dir(doremi, "uniform", 0)] == keys[compare.run_dir(doremi,
+                                                                                  "uniform", 0)]
+
+
+def test_reproduce_tables_a_composition_against_each_part_and_a_transfer(monkeypatch):
+    """The combined arm's paired difference from each part alone; and one scale up, per arm
+    whether the verdict holds, the effect's ratio, and Spearman's rho of the arms' order."""
+    reproduce = load_reproduce()
+    final = {"uniform": 5.0, "doremi": 4.9, "rho1": 4.75, "doremi_rho1": 4.7}
+
+    def read_run(workdir, arm, seed):
+        evals = [{"step": 500, "eval/books/loss": final[arm] + 0.01 * seed * (arm == "rho1")}]
+        return compare.Run(arm, seed, workdir, "ok", steps=500, eval_rows=8,
+                           train_domains=["books"], evals=evals, tokens=1.0, step_flops=1.0,
+                           flops=1.0, seconds=1.0)
+    monkeypatch.setattr(compare, "read_run", read_run)
+    cfg = reproduce.method_config("compose_doremi_rho1", False, 1)
+    cfg.compare.domains = "books"
+    monkeypatch.setattr(reproduce, "method_config", lambda *a: cfg)
+    out = reproduce.composition_effects("compose_doremi_rho1", "w", False)
+    assert out["doremi_rho1_vs_doremi"]["effect"] == pytest.approx(-0.2)
+    assert out["doremi_rho1_vs_doremi"]["verdict"] == "better"
+    assert out["doremi_rho1_vs_rho1"]["effect"] == pytest.approx(-0.07)  # rho1's seeds: +0.02
+
+    def summary(arms):  # arm -> (final loss, paired difference from uniform, verdict)
+        out = {"uniform": {"quantities": {"loss/train_mean": {"mean": 5.0}}}}
+        for arm, (loss, d, verdict) in arms.items():
+            out[arm] = {"quantities": {"loss/train_mean": {"mean": loss, "verdict": verdict,
+                        "diff": {"mean": d, "low": d - 0.05, "high": d + 0.05, "n": 3}}}}
+        return {"skills": [], "arms": out}
+    small = summary({"rho1": (4.75, -0.25, "better"), "other": (5.01, 0.01, "no clear")})
+    large = summary({"rho1": (4.6, -0.4, "better"), "other": (4.9, -0.1, "better")})
+    t = reproduce.transfer(small, large)
+    assert t["arms"]["rho1"]["verdict_agrees"] and not t["arms"]["other"]["verdict_agrees"]
+    assert t["arms"]["rho1"]["effect_ratio"] == pytest.approx(1.6)
+    assert t["rank_arms"] == ["uniform", "rho1", "other"]
+    assert t["rank_spearman"] == pytest.approx(0.5)  # ranks (2, 1, 3) against (3, 1, 2)
+
+
 def test_reproduce_regmix_is_a_comparison_with_its_sweep_first(tmp_path):
     """RegMix in reproduce.py: its sweep a prerequisite (--quick: 6 proxies in one program,
     no transfer check), its transfer read from the sweep's regmix.json, a verdict only from
