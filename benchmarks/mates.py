@@ -246,6 +246,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default 0 / 0,1,2)")
+    parser.add_argument("--stages", type=int, default=0,
+                        help="stages a run trains (default 2 / 3): from 3 on, the selections "
+                             "after the first show the cost without compilation")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "bench_mates"))
     parser.add_argument("--store", default=os.path.join(ROOT, "data_cache", "stores",
                                                          "bench_mates"),
@@ -256,6 +259,7 @@ def main():
     seeds, steps, methods = (([0], 2 * stage, METHODS_QUICK) if args.quick else
                              ([0, 1, 2], 3 * stage, METHODS_FULL))
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else seeds
+    steps = args.stages * stage if args.stages else steps
     shutil.rmtree(args.workdir, ignore_errors=True)
     vocab = tokenizer.load_vocabulary(str(tokenizer.model_path(
         os.path.join(ROOT, "data_cache"), 8192)))
@@ -344,14 +348,16 @@ def main():
                                                    "flops", "seconds")))
     print("(FLOPs and wall: selection / the stage's training, per stage; wall includes the "
           "first selection's compilation)")
-    print(f"\nselection wall time by part, seconds per stage (pool from "
-          f"{'the store' if args.store else 'on-the-fly tokenization'}):")
-    print(f"{'method':11} {'stage train':>11} {'selection':>9} "
+    print(f"\nselection wall time by part, seconds, per selection (mean over seeds; the first "
+          f"compiles; pool from {'the store' if args.store else 'on-the-fly tokenization'}):")
+    print(f"{'method':11} {'selection':>9} {'stage train':>11} {'seconds':>9} {'fraction':>8} "
           + " ".join(f"{p:>7}" for p in PARTS))
     for method in methods:
-        s_ = summary[method]
-        print(f"{method:11} {s_['stage_train_seconds']:>11.1f} {s_['selection_seconds']:>9.2f} "
-              + " ".join(f"{s_[p + '_seconds']:>7.2f}" for p in PARTS))
+        per = lambda k: np.nanmean([r[f"{k}_per_stage"] for r in runs[method]], 0)
+        for i, fraction in enumerate(per("seconds")):
+            print(f"{method:11} {i + 1:>9} {per('stage_train_seconds')[i]:>11.1f} "
+                  f"{per('selection_seconds')[i]:>9.2f} {fraction:>8.3f} "
+                  + " ".join(f"{per(p + '_seconds')[i]:>7.2f}" for p in PARTS))
     print(f"\nboth probes on the same {CHECK_ROWS} pool candidates, in the first_order run:")
     for c in checks:
         print(f"seed {c['seed']} step {c['step']}: Spearman {c['spearman']:.4f}  Pearson "
