@@ -49,6 +49,16 @@ mean (no clear difference or worse), the more weight on duplicated being taken f
 text; doremi is better than doremi_alpha on duplicated. doremi_alpha reproduces the measurement
 below within its interval, -0.07 to -0.16 (the corpus may have changed since, see README).
 
+Measured, the paper form (2026-12-07, 2-core CPU, 5 seeds, one run at a time): the proxy's
+averaged weights books 0.092, reference 0.215, code 0.168, dialogue 0.135, technical 0.141,
+duplicated 0.224, noise 0.026 (inside every predicted range); alpha near one-hot early, but on
+reference first (0.975 at step 20; duplicated's peak 0.548 came at step 100), noise at the
+floor (1.6e-4) and back to at most 0.126. Final runs, clean mean: doremi -0.153 [-0.227,
+-0.080] against uniform (better; predicted 0.03-0.12: larger), uniform's final loss at 0.74 of
+its steps; doremi_alpha -0.122 [-0.167, -0.076] (reproduced, as predicted); doremi against
+doremi_alpha -0.032 [-0.061, -0.002] (better; predicted no clear difference or worse: wrong,
+just outside), duplicated -0.105 better (as predicted), noise +0.068 worse.
+
 Prediction for the resampling form, written before its first run (2026-12-01): both models
 learn noise's near-uniform distribution in the first tens of steps, after which its per-token
 excess is only the clipped part of two models' fluctuations around the same floor (~0.1 nats),
