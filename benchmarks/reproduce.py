@@ -66,6 +66,7 @@ METHODS = {
     # Scale transfer (issue 34): testbed comparisons at configs/testbed_x4.py's scale.
     "x4_rho1": ("configs/compare/x4_rho1_planted.py", "rho1"),
     "x4_loss": ("configs/compare/x4_loss_planted.py", "linupper"),
+    "x4_doremi": ("configs/compare/x4_doremi_planted.py", "doremi"),
 }
 # A composition's combined arm -> the arms of its parts alone, each a baseline it is tabled
 # against (paired by seed), beside the comparison's own baseline.
@@ -73,7 +74,7 @@ COMPOSED = {"compose_doremi_rho1": ("doremi_rho1", ("doremi", "rho1")),
             "compose_mates_rho1": ("mates_rho1", ("mates", "rho1")),
             "compose_upsample_quadratic": ("up_15_quadratic", ("up_15", "quadratic"))}
 # A comparison one scale up -> the testbed comparison it scales (its arms have the same names).
-SCALED = {"x4_rho1": "rho1", "x4_loss": "loss_based"}
+SCALED = {"x4_rho1": "rho1", "x4_loss": "loss_based", "x4_doremi": "doremi"}
 # --quick, a sweep prerequisite: 6 proxies trained together (one program), no transfer check
 SWEEP_QUICK = ("sweep.num_trials=6;sweep.vmap_trials=6;sweep.transfer_trials=0;"
                "sweep.num_simulations=10000;train.steps=20;data.check_records=False")
