@@ -214,7 +214,10 @@ def prepare(specs: Sequence, splits: Sequence[str], root: str, vocab_args: dict,
         workers = max(1, int(ray.available_resources().get("CPU", 1)))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _ReadTokenize, batch_size=1, fn_constructor_args=(vocab_args, dtype, text_key),
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+            # A reader's error is the file's, named: fail at once, no actor restarts (whose
+            # constructor arguments Ray warns it may have lost, ray-project/ray#53727).
+            max_restarts=0)
         writer = None
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
