@@ -41,7 +41,9 @@ every process still feeds B / P rows per step. With one process this is exactly 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import math
+import os
 import time
 from typing import Any
 
@@ -171,13 +173,15 @@ class InfluenceFitter:
         return jax.device_get(params), float(np.mean(np.asarray(losses)[-per_epoch:]))
 
     def predict(self, params, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Predictions over any number of rows, in chunks of `predict_chunk` (one shape)."""
+        """Predictions over any number of rows, in chunks of `predict_chunk` (one shape),
+        dispatched from a thread per host core: XLA runs so small a program on one core, and
+        the chunks are independent (16,000 rows: 2.6 s from 2 threads, 4.6 s from one)."""
         n, size = len(tokens), self.predict_chunk
         pad = self.predict_rows(n) - n
         tokens, mask = np.pad(tokens, ((0, pad), (0, 0))), np.pad(mask, ((0, pad), (0, 0)))
-        out = [self._predict(params, tokens[i:i + size], mask[i:i + size])
-               for i in range(0, n + pad, size)]
-        return np.concatenate(jax.device_get(out))[:n]
+        chunk = lambda i: np.asarray(self._predict(params, tokens[i:i + size], mask[i:i + size]))
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            return np.concatenate(list(pool.map(chunk, range(0, n + pad, size))))[:n]
 
 
 def params_to_text(params) -> str:
