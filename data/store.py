@@ -170,16 +170,6 @@ class _ReadTokenize:
         return {"key": np.array([key]), "tokens": [flat], "documents": np.array([len(ids)])}
 
 
-def _bound_reader(vocab_args: dict, dtype: str, text_key: str) -> type:
-    """_ReadTokenize with its arguments bound in the class Ray ships to each actor: no
-    constructor arguments in Ray's object store for a restarted actor to lose (Ray warns of
-    those, ray-project/ray#53727)."""
-    class Reader(_ReadTokenize):
-        def __init__(self):
-            super().__init__(vocab_args, dtype, text_key)
-    return Reader
-
-
 def prepare(specs: Sequence, splits: Sequence[str], root: str, vocab_args: dict, *,
             text_key: str = "text", address: str = "", num_cpus: int | None = None,
             log=print) -> dict:
@@ -223,7 +213,7 @@ def prepare(specs: Sequence, splits: Sequence[str], root: str, vocab_args: dict,
                  for u in unit_list]
         workers = max(1, int(ray.available_resources().get("CPU", 1)))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _bound_reader(vocab_args, dtype, text_key), batch_size=1,
+            _ReadTokenize, batch_size=1, fn_constructor_args=(vocab_args, dtype, text_key),
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
         writer = None
         try:
