@@ -67,7 +67,11 @@ METHODS = {
     "x4_rho1": ("configs/compare/x4_rho1_planted.py", "rho1"),
     "x4_loss": ("configs/compare/x4_loss_planted.py", "linupper"),
     "x4_doremi": ("configs/compare/x4_doremi_planted.py", "doremi"),
+    # Skill-It as its paper ran it (issue 34): continual, LEGO as text, answer-only loss.
+    "skill_it_continual": ("configs/compare/skill_it_continual.py", "skill_it"),
 }
+# Methods whose headline is not the default (skills: the final mean accuracy; else the loss).
+HEADLINE = {"skill_it_continual": "loss/train_mean"}  # the answer's log-likelihood
 # A composition's combined arm -> the arms of its parts alone, each a baseline it is tabled
 # against (paired by seed), beside the comparison's own baseline.
 COMPOSED = {"compose_doremi_rho1": ("doremi_rho1", ("doremi", "rho1")),
@@ -188,10 +192,10 @@ def reproduce(method: str, workdir: str, quick: bool, processes: int) -> dict:
                        method_dir(workdir, method, quick))
 
 
-def effects(summary: dict) -> dict:
-    """Per non-baseline arm: the paired difference of the headline loss (skills: of the final
-    mean accuracy over them) and its verdict."""
-    name = "accuracy/skills_mean" if summary["skills"] else "loss/train_mean"
+def effects(summary: dict, name: str = "") -> dict:
+    """Per non-baseline arm: the paired difference of the headline quantity `name` (default:
+    the loss; skills: the final mean accuracy over them) and its verdict."""
+    name = name or ("accuracy/skills_mean" if summary["skills"] else "loss/train_mean")
     out = {}
     for arm, a in summary["arms"].items():
         q = a["quantities"].get(name, {})
@@ -260,8 +264,8 @@ def main(argv=None):
             summary = reproduce(method, args.workdir, args.quick, args.processes)
             results[method] = {
                 "baseline": summary["baseline"], "domains": summary["headline_domains"],
-                "arms": effects(summary) | sweep_effects(method_dir(args.workdir, method,
-                                                                    args.quick)),
+                "arms": effects(summary, HEADLINE.get(method, "")) | sweep_effects(
+                    method_dir(args.workdir, method, args.quick)),
                 "train_seconds": train_seconds(summary)}
             if method in COMPOSED:
                 results[method]["arms"] |= composition_effects(method, args.workdir,
