@@ -31,6 +31,22 @@ def synthetic(cfg, **kw):
                             seed=cfg.seed, **kw)
 
 
+def train_reference(workdir: str) -> str:
+    """A frozen reference for RHO-1 and DoReMi tests: the tiny config trained 6 steps on
+    another seed (7) in `workdir`, returned."""
+    import jax
+    from lm import loop
+    from lm import workdir as workdir_lib
+    from reweight.interface import Uniform
+    cfg = tiny_config(steps=6, checkpoint_every=6)
+    cfg.seed = 7
+    workdir_lib.record(cfg, workdir)
+    it = synthetic(cfg)
+    loop.train(cfg, workdir, source=it, eval_sets=it.eval_batches(4), weighter=Uniform(),
+               devices=jax.devices()[:1])
+    return workdir
+
+
 def remove_seqio_tasks() -> list[str]:
     """Removes every seqio Task that data.tasks registered; returns their names."""
     import seqio

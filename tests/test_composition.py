@@ -6,25 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import synthetic, tiny_config, untimed
-from lm import loop
-from lm import workdir as workdir_lib
+from helpers import tiny_config, train_reference, untimed
 from lm.metrics import read_metrics
-from reweight.interface import Uniform
 from runs import experiment
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """RHO-1's reference: the tiny config trained 6 steps on another seed."""
-    workdir = str(tmp_path_factory.mktemp("reference"))
-    cfg = tiny_config(steps=6, checkpoint_every=6)
-    cfg.seed = 7
-    workdir_lib.record(cfg, workdir)
-    it = synthetic(cfg)
-    loop.train(cfg, workdir, source=it, eval_sets=it.eval_batches(4), weighter=Uniform(),
-               devices=jax.devices()[:1])
-    return workdir
+    return train_reference(str(tmp_path_factory.mktemp("reference")))
 
 
 def _config(reference):

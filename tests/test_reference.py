@@ -17,14 +17,14 @@ import pytest
 
 from data import sources
 from runs import experiment
-from helpers import run_main, start_main, synthetic, tiny_config, untimed, wait_for_step
-from lm import loop
+from helpers import (run_main, start_main, synthetic, tiny_config, train_reference, untimed,
+                     wait_for_step)
 from lm import reference as reference_lib
 from lm import train as train_lib
 from lm import workdir as workdir_lib
 from lm.metrics import read_metrics
 from reweight.doremi import DoReMi
-from reweight.interface import DomainSums, StepInputs, Uniform
+from reweight.interface import DomainSums, StepInputs
 from reweight.ref_select import RefSelect
 from reweight.rho1 import Rho1, kept_count
 
@@ -39,15 +39,7 @@ def save_reference(workdir, cfg, params, step=0):
 
 @pytest.fixture(scope="module")
 def trained_reference(tmp_path_factory):
-    """A reference run of the tiny config trained 6 steps on another seed."""
-    workdir = str(tmp_path_factory.mktemp("reference"))
-    cfg = tiny_config(steps=6, checkpoint_every=6)
-    cfg.seed = 7
-    workdir_lib.record(cfg, workdir)
-    it = synthetic(cfg)
-    loop.train(cfg, workdir, source=it, eval_sets=it.eval_batches(4), weighter=Uniform(),
-               devices=jax.devices()[:1])
-    return workdir
+    return train_reference(str(tmp_path_factory.mktemp("reference")))
 
 
 def _spec(cfg, workdir):
