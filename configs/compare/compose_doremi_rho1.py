@@ -33,6 +33,16 @@ DoReMi moves from noise to clean text, ~10% more clean rows, and loses those it 
 `duplicated` (0.22 of the rows), which RHO-1 does not drop). Against doremi alone: better by
 0.1-0.25. At equal FLOPs (RHO-1's steps cost 4/3) the combination's steps to uniform's final
 loss are 0.55-0.7, its FLOPs to it 0.75-0.95.
+
+Measured (2026-12-07, 2-core CPU, 5 seeds; uniform, doremi, reference and proxy linked from
+doremi_planted's runs), clean mean against uniform: rho1 -0.256 [-0.331, -0.181] (as
+predicted), doremi -0.153 [-0.227, -0.080], doremi_rho1 -0.292 [-0.346, -0.238], uniform's final
+loss at 0.54 of its steps and 0.72 of its FLOPs (predicted 0.55-0.7 and 0.75-0.95). The
+combination against each part, paired: against rho1 -0.035 [-0.064, -0.006] (better; predicted
+-0.06 to +0.03 and no clear difference: the size in range, the verdict not), at 0.88 of rho1's
+FLOPs to its final loss; against doremi -0.138 [-0.235, -0.042] (better, as predicted).
+Sub-additive, as predicted: the parts' effects sum to -0.41. Noise +0.96 worse (rho1 alone
++0.53), duplicated -0.12 better.
 """
 
 from configs import testbed
