@@ -17,6 +17,12 @@ one optimizer step per candidate, then the reference set), first_order (<grad L_
 and, in full mode, random (MATES's path with equal scores). The probe's reference set is 32
 held-out books cloze examples; the reported reference-task loss is on 128 *other* cloze
 examples, evaluated at every stage boundary with the six real domains' validation loss.
+The nine domains' train rows come from a token store (data/store.py) prepared on first use
+under --store (`--store=` tokenizes them on the fly, as before 2026-12-07); before the runs, one
+stage's pool is drawn both ways and timed. Per selection the table splits its wall time into
+the pool draw, the probes, the fit and the scoring (mates/seconds/*); with --stages 3 or more,
+the selections after the first show it without compilation (2026-12-07, idle: 0.238 at the
+first, 0.161 at the second, first-order; --quick --stages 3 took 9 min).
 In the first_order run, every selection also runs both probes on the same 256 pool candidates
 (timed after a warm-up call, kept out of the run's own selection time): their Spearman and
 seconds per candidate. Quick mode took 20 min on this 2-core machine shared at load ~7 (the
@@ -232,14 +238,14 @@ def junk_share(workdir: str) -> list:
     return [first] + [sum(m[f"mates/selected/{d}/share"] for d in JUNK) for m in stages]
 
 
+PARTS = ("draw", "probe", "fit", "score")  # a selection's timed parts (mates/seconds/*)
 STAGE_KEYS = {"probe_flops": "mates/probe_flops_fraction", "fit_flops": "mates/fit_flops_fraction",
               "score_flops": "mates/score_flops_fraction", "flops": "mates/overhead_fraction",
               "seconds": "mates/overhead_seconds_fraction",
               "holdout_spearman": "mates/holdout_spearman",
               "stage_train_seconds": "mates/stage_train_seconds",
-              **{f"{p}_seconds": f"mates/seconds/{p}" for p in ("draw", "probe", "fit", "score")},
+              **{f"{p}_seconds": f"mates/seconds/{p}" for p in PARTS},
               "selection_seconds": "mates/seconds"}
-PARTS = ("draw", "probe", "fit", "score")
 
 
 def main():

@@ -9,8 +9,8 @@ the whole data state.
 
 Row layout: global batch of B rows; process p of P owns rows [p*B/P, (p+1)*B/P) and pulls
 each of them from its own stream of that row's domain (streams of different processes
-read disjoint shards). Indexed streams (a prepared token store, data/store.py: `indexed`
-and `rows(indices)`) are read by global index instead: the n-th row the whole run draws from
+read disjoint shards). Indexed streams (a prepared token store, data/store.py: `indexed`,
+`targets(indices)` and `layout(targets)`) are read by global index instead: the n-th row the whole run draws from
 a domain is that stream's row n, whichever process reads it, so the state (the RNG, the
 weights and one count per domain) is the same on every process and restores onto any number
 of them.

@@ -372,13 +372,9 @@ class IndexedRows:
         self.split, self.seed = split, seed
         self._epoch, self._perm = -1, None
 
-    def rows(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """Stream rows `indices`, laid out as packed rows."""
-        return self.layout(self.targets(indices))
-
     def layout(self, targets_RxL: np.ndarray) -> dict[str, np.ndarray]:
         """Tokens of this vocabulary's rows -> the packed-row batch keys. The mixer lays out a
-        whole batch at once (one call, not one per domain: twice the read rate)."""
+        whole batch at once (one call, not one per domain: 1.7x the read rate here)."""
         return layout(targets_RxL, self.split.start_id, self.split.eos_id)
 
     def targets(self, indices: Sequence[int]) -> np.ndarray:

@@ -64,11 +64,11 @@ def test_a_split_reads_rows_by_index_from_its_memory_map(tmp_path):
 def test_indexed_rows_shuffle_each_epoch_and_cover_every_row(tmp_path):
     _write_split(tmp_path, "a", "train", np.arange(2, 2 + 80) % 60 + 2)
     rows = store.IndexedRows(store.Split.open(str(tmp_path), "a", "train", 8, START, EOS), 7)
-    first = rows.rows(range(10))["targets"][:, 0]
-    second = rows.rows(range(10, 20))["targets"][:, 0]
+    first = rows.targets(range(10))[:, 0]
+    second = rows.targets(range(10, 20))[:, 0]
     assert sorted(first) == sorted(second) and list(first) != list(second)
-    again = store.IndexedRows(rows.split, 7).rows([13, 2])["targets"]
-    np.testing.assert_array_equal(again, rows.rows([13, 2])["targets"])
+    again = store.IndexedRows(rows.split, 7).targets([13, 2])
+    np.testing.assert_array_equal(again, rows.targets([13, 2]))
 
 
 def _mixer(root, process_index=0, process_count=1, batch=8):
