@@ -206,13 +206,42 @@ def _reference_problems(cfg: ml_collections.ConfigDict, field: str, path: str) -
                        f"config.{key}={ours!r}; a reference must score the same tokens (same "
                        f"tokenizer, vocabulary and row length): train a reference with "
                        f"--config.{key}={ours!r}, or set config.{key} as the reference had it")
-    if cfg.data.source == "seqio" and cfg.data.vocab == "builtin" and os.path.realpath(
-            ref.data.data_dir) != os.path.realpath(cfg.data.data_dir):
-        out.append(f"{at}: the reference read its built-in tokenizer from data.data_dir="
-                   f"{ref.data.data_dir!r} and this run from config.data.data_dir="
-                   f"{cfg.data.data_dir!r}, which may hold another tokenizer: point both at "
-                   "the same corpus, or train a reference on this one")
+    if not out and tokenizer_of(ref) != tokenizer_of(cfg):  # e.g. another data_dir
+        out.append(f"{at}: the reference scores {tokenizer_of(ref)} and this run reads "
+                   f"{tokenizer_of(cfg)}: point both at the same tokenizer "
+                   "(data.data_dir, data.lego_render), or train a reference on this one")
     return out
+
+
+def tokenizer_of(cfg: ml_collections.ConfigDict) -> str:
+    """What a config's token ids mean, as its fields name it: a generated source's own ids
+    (synthetic, LEGO as words) or the text tokenizer data.vocab, the built-in one read from
+    data.data_dir. Two configs with different names train or score different tokens."""
+    d = cfg.data
+    if d.source == "synthetic" or (d.source == "lego" and d.lego_render == "words"):
+        return f"the {d.source} source's own ids"
+    if d.vocab == "builtin":
+        return f"the ids of the built-in tokenizer under data_dir {os.path.realpath(d.data_dir)}"
+    return f"the ids of data.vocab {d.vocab!r}"
+
+
+def init_from_problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """config.init_from's params were trained on token ids of one tokenizer: continuing or
+    evaluating them on another's ids raises no shape error, it only trains from noise."""
+    if not cfg.init_from or not os.path.isdir(cfg.init_from):
+        return []  # none, or missing (check_model_matches says so)
+    run = cfg.init_from
+    if workdir_lib.read_config(run) is None:  # a checkpoints/ folder: its run is above
+        run = os.path.dirname(os.path.normpath(run))
+    if workdir_lib.read_config(run) is None:
+        return []  # nothing recorded to check against
+    theirs, ours = tokenizer_of(recorded_config(run)), tokenizer_of(cfg)
+    if theirs == ours:
+        return []
+    return [f"config.init_from={cfg.init_from!r} was trained on {theirs}, and this run reads "
+            f"{ours}: the same ids would mean other tokens. Set "
+            "config.data (source, vocab, data_dir) as the pretrained run had them, or pretrain "
+            "with this run's tokenizer"]
 
 
 def _step_reference_problems(cfg, weighter: Weighter, methods: Sequence[HostMethod]) -> list:
@@ -326,6 +355,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
                                  allow_config_change=allow_config_change)
     if cfg.init_from:
         workdir_lib.check_model_matches(cfg, cfg.init_from)
+        problems += init_from_problems(cfg)
     if mode == "eval" and not cfg.init_from:
         workdir_lib.check_model_matches(cfg, workdir, "--workdir")
     exp = build(cfg, train=mode == "train", problems=problems)

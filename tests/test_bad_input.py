@@ -81,6 +81,15 @@ def _reference(field="workdir", checkpoint=True, config=True, **changes):
     return mutate
 
 
+def _pretrained(**changes):
+    """config.init_from: a run under the test's folder (the tiny model's recorded config with
+    `changes`, e.g. data.vocab=byte, and an empty finished step)."""
+    def mutate(cfg, root):
+        _reference(**changes)(cfg, root)
+        cfg.init_from, cfg.reference.workdir = cfg.reference.workdir, ""
+    return mutate
+
+
 CASES = {
     # The core config fields (lm/validation.py).
     "zero width": (_set(**{"model.d_model": 0}), r"config\.model\.d_model must be in \(0"),
@@ -205,6 +214,10 @@ CASES = {
                             r"config\.reweight\.rho1\.keep must be in \(0, 1\], got 0"),
     # Checkpoints and workdirs.
     "init from nowhere": (_set(init_from="/no/such/run"), r"init_from='/no/such/run': no checkpoint"),
+    "init from another tokenizer's run": (
+        _pretrained(**{"data.source": "seqio", "data.vocab": "byte"}),
+        r"config\.init_from=.* was trained on the ids of data\.vocab 'byte', and this run reads "
+        r"the synthetic source's own ids"),
 }
 
 
