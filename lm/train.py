@@ -205,6 +205,10 @@ def train_step(state: TrainState, batch: Batch, reference_params=None, *, model:
 
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if isinstance(opt_state, optax.ApplyIfFiniteState):  # a skipped step moves no state:
+        wstate = jax.tree.map(  # the weighter's (e.g. DoReMi's alpha) stays with the params
+            lambda new, old: jnp.where(opt_state.last_finite, new, old), wstate,
+            state.weighter_state)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               weighter_state=wstate)
     metrics = {

@@ -155,6 +155,25 @@ def test_nan_skip_mode_skips_the_update_counts_it_and_trains_on(tmp_path):
     assert metrics[-1]["loss"] < metrics[0]["loss"]
 
 
+def test_a_skipped_step_leaves_the_weighters_state_as_it_was(tmp_path):
+    """A weighter's state (DoReMi's alpha, an EMA) moves with the params: not on a skipped step."""
+    class Counting(NaNAt):
+        def init(self):
+            return jnp.zeros((), jnp.int32)
+
+        def __call__(self, state, inputs):
+            w, _, metrics = super().__call__(state, inputs)
+            return w, state + 1, metrics
+
+    _train(tmp_path, Counting(7), steps=10, checkpoint_every=10, on_nonfinite="skip")
+    cfg = tiny_config(on_nonfinite="skip")
+    rt = train_lib.build_runtime(cfg, Counting(7), 3, jax.devices()[:1])
+    with rt.context():
+        _, state, _, _ = ckpt_lib.Checkpointer(
+            ckpt_lib.checkpoint_dir(str(tmp_path))).restore_latest(rt.abstract)
+    assert int(state.weighter_state) == 9  # ten steps, one skipped
+
+
 def test_too_many_skips_in_a_row_stop_the_run(tmp_path):
     class AlwaysNaN(Uniform):
         def __call__(self, state, inputs):
