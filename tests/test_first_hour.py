@@ -86,7 +86,7 @@ def test_sampling_is_seeded_and_stops_at_the_length_asked(corpus, trained):
         sample.sample(cfg, workdir)
 
 
-def test_a_default_run_prints_no_library_info_lines(corpus, trained, tmp_path):
+def test_a_default_run_prints_no_library_info_lines(corpus, tmp_path):
     """One short run through each noisy path: TensorFlow's import, a SentencePiece pipeline,
     and params loaded from another run's checkpoint (init_from)."""
     import sentencepiece as spm
@@ -95,6 +95,10 @@ def test_a_default_run_prints_no_library_info_lines(corpus, trained, tmp_path):
         sentence_iterator=iter(texts), model_prefix=str(tmp_path / "spm"), vocab_size=300,
         model_type="bpe", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True,
         normalization_rule_name="identity", minloglevel=2)
+    pretrained = str(tmp_path / "pretrained")  # init_from needs a run of the same tokenizer
+    cfg = _cfg(corpus)
+    cfg.data.vocab = str(tmp_path / "spm.model")
+    experiment.run(cfg, pretrained, devices=jax.devices()[:1])
     out = run_main(str(tmp_path / "run"), "--config=configs/tiny.py",
                    f"--config.data.domains=alpha={corpus}/alpha/{{split}}.jsonl",
                    f"--config.data.vocab={tmp_path / 'spm.model'}", "--config.data.heldout=False",
@@ -104,7 +108,7 @@ def test_a_default_run_prints_no_library_info_lines(corpus, trained, tmp_path):
                    "--config.train.steps=2",
                    "--config.train.eval_every=2", "--config.train.batch_size=4",
                    "--config.data.eval_rows=4", "--config.train.peak_flops=1e9",
-                   f"--config.init_from={trained[0]}")
+                   f"--config.init_from={pretrained}")
     text = out.stdout + out.stderr
     assert "eval at step 2" in text and "training" in text, text[-2000:]
     assert not [n for n in NOISE if n in text], [line for line in text.splitlines()
