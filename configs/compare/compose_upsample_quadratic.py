@@ -24,6 +24,11 @@ hurts the target much. quadratic vs natural on the target within +-0.05 (no clea
 difference), on the clean mean 0 to +0.04; up_15 reproduces upsample_wsd (-0.55 then;
 -0.4 to -0.7 here); up_15_quadratic vs up_15 within +-0.05 on the target (no clear
 difference): the combination does not beat upsampling alone.
+
+Measured (2026-12-07, 3 paired seeds, the 2-core CPU), on the target: up_15 -0.545 [-0.848,
+-0.242]; quadratic +0.407 [+0.320, +0.495] worse (predicted +-0.05: wrong); up_15_quadratic
+against up_15 +0.180 [+0.006, +0.354] worse (predicted +-0.05: wrong). The rare target's rows
+have the batch's highest losses, which Quadratic weighs down. docs/reproductions.md.
 """
 
 from configs.compare import base, loss_planted, upsample_wsd
