@@ -27,8 +27,8 @@ difference): the combination does not beat upsampling alone.
 
 Measured (2026-12-07, 3 paired seeds, the 2-core CPU), on the target: up_15 -0.545 [-0.848,
 -0.242]; quadratic +0.407 [+0.320, +0.495] worse (predicted +-0.05: wrong); up_15_quadratic
-against up_15 +0.180 [+0.006, +0.354] worse (predicted +-0.05: wrong). The rare target's rows
-have the batch's highest losses, which Quadratic weighs down. docs/reproductions.md.
+against up_15 +0.180 [+0.006, +0.354] worse (predicted +-0.05: wrong). Quadratic weighed the
+rare target's rows ~0.5 (books ~1.05) on the logged steps. docs/reproductions.md.
 """
 
 from configs.compare import base, loss_planted, upsample_wsd
