@@ -22,6 +22,16 @@ weights, the x4 model is better than uniform on the clean mean by 0.08-0.20 nats
 better, as on the testbed; the effect 0.5-1.3x the testbed's: a larger model gains about as
 much from ~10% more clean rows as a smaller one), worse on noise, better on duplicated.
 Rank agreement: the two arms' order is the testbed's.
+
+Measured (2026-12-07, 2-core CPU, 3 paired seeds, two runs at a time): the proxy's averaged
+weights books 0.059, reference 0.125, code 0.210, dialogue 0.101, technical 0.125, duplicated
+0.368, noise 0.011 (noise right; duplicated's peak earlier, 0.98 at step 20, right; its average
+above 0.224, wrong). Clean mean +0.067 [-0.023, +0.157], no clear difference, every seed worse
+(+0.106, +0.061, +0.034; predicted better by 0.08-0.20: wrong, the verdict does not carry over
+and the arms' order reverses); ahead until step ~600, behind after. Noise +0.254 worse,
+duplicated -2.656 better (memorised), books +0.377 worse. The x4 reference fits the duplicated
+documents (2.92 nats, testbed 4.15), so the mixture gives them 0.37 of the rows and the clean
+domains 0.62, less than uniform's 0.71. docs/reproductions.md has the tables.
 """
 
 from configs import testbed_x4
