@@ -30,7 +30,7 @@ above 0.224, wrong). Clean mean +0.067 [-0.023, +0.157], no clear difference, ev
 (+0.106, +0.061, +0.034; predicted better by 0.08-0.20: wrong, the verdict does not carry over
 and the arms' order reverses); ahead until step ~600, behind after. Noise +0.254 worse,
 duplicated -2.656 better (memorised), books +0.377 worse. The x4 reference fits the duplicated
-documents (2.92 nats, testbed 4.15), so the mixture gives them 0.37 of the rows and the clean
+documents (2.92 nats, testbed 4.15), and the mixture gives them 0.37 of the rows and the clean
 domains 0.62, less than uniform's 0.71. docs/reproductions.md has the tables.
 """
 
