@@ -28,6 +28,13 @@ a larger model has more clean loss to lose); clean-only (written when it was sti
 better by about as much as on the testbed or more (-0.2 to -0.3). Rank agreement across the two
 scales, for the three arms run: the testbed's order, Quadratic, uniform, LinUpper (Quadratic
 and uniform may swap: on the testbed they were within noise of each other).
+
+Measured (2026-12-07, 2-core CPU, 3 paired seeds, two runs at a time), clean mean: Quadratic
+-0.024 [-0.082, +0.033], no clear difference (inside the predicted range, its interval touching
+0: right), books, dialogue and technical each better by 0.05-0.07; LinUpper +0.300 [+0.254,
++0.346] worse (right, 1.13x the testbed's); the order quadratic, uniform, linupper (right).
+Quadratic weighed noise rows 0.58-0.61 and clean rows 0.85-1.22. Quadratic's null stays a null
+at 3.8x the parameters. docs/reproductions.md has the tables.
 """
 
 from configs import testbed_x4
