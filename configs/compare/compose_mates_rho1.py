@@ -30,6 +30,14 @@ more than half of the kept tokens: mates_rho1 better than mates by 0.05-0.25 (co
 not merely overlapping: neither alone puts most of the gradient on the target), better than
 rho1 by 0.3 or more. With 3 seeds the first of these may be no clear difference. On the clean
 mean every arm is worse than none, mates_rho1 the most.
+
+Measured (2026-12-07, 3 paired seeds, the 2-core CPU), on the target: mates -0.600 [-0.710,
+-0.489] (as predicted), rho1 -0.346 [-0.497, -0.194] (a little larger than predicted),
+mates_rho1 -0.819 [-1.010, -0.627]; against mates -0.219 [-0.300, -0.138] (as predicted, and
+clear), against rho1 -0.473 [-0.589, -0.357] (as predicted); at mates's total FLOPs -0.102
+[-0.181, -0.024]. RHO-1 gave the target 0.48-0.52 of the kept tokens on MATES's rows (about
+half, not more), 0.15-0.16 on the pool. Every arm worse on the clean mean, mates_rho1 the most
+(+0.494). docs/reproductions.md.
 """
 
 from configs.compare import base, mates_planted
