@@ -70,10 +70,25 @@ def write_status(outdir: str, record: dict) -> None:
     workdir_lib.write_atomic(os.path.join(outdir, STATUS_FILE), json.dumps(record, indent=1))
 
 
+_busy = threading.Event()  # set while execute() runs a job in this process
+_orphaned = threading.Event()  # set once a worker's parent is gone (end_with_parent)
+
+
 def execute(fn: Callable, args: tuple, outdir: str, cache_dir: str | None = None) -> dict:
     """Runs one job where it is called (this process, a worker, a Ray task) and writes its
     status; never raises for the job's own errors. A result with "preempted" (a training
-    stopped by a signal), or `Preempted` raised, is status preempted."""
+    stopped by a signal), or `Preempted` raised, is status preempted. A worker whose parent
+    is gone starts nothing (a job queued before the parent died)."""
+    if _orphaned.is_set():
+        return {"status": "preempted", "error": "its job set is gone"}
+    _busy.set()
+    try:
+        return _execute(fn, args, outdir, cache_dir)
+    finally:
+        _busy.clear()
+
+
+def _execute(fn: Callable, args: tuple, outdir: str, cache_dir: str | None) -> dict:
     from runs import experiment
     os.makedirs(outdir, exist_ok=True)
     if (done := status(outdir)) and done["status"] == "ok":  # finished meanwhile, by another
@@ -103,11 +118,18 @@ def execute(fn: Callable, args: tuple, outdir: str, cache_dir: str | None = None
 def end_with_parent(parent: int) -> None:
     """A worker's initializer: once the process that spawned it is gone (killed, even with
     SIGKILL), the worker gets the SIGTERM of a preempted run, so its training saves and exits
-    rather than going on as an orphan. The rerun resumes it."""
+    rather than going on as an orphan; the rerun resumes it. Once the job has returned, the
+    worker exits: idle, it would wait forever on the pool's queue (it holds both of the
+    queue's ends, so it never sees the parent's end close), as orphans once did until killed
+    by hand."""
     def watch():
         while os.getppid() == parent:
             time.sleep(1)
+        _orphaned.set()
         os.kill(os.getpid(), signal.SIGTERM)
+        while _busy.is_set():
+            time.sleep(1)
+        os._exit(0)
     threading.Thread(target=watch, daemon=True).start()
 
 

@@ -425,17 +425,61 @@ def test_workers_end_when_the_comparison_is_killed(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120)
     worker = int(out.stdout.split()[0])
-
-    def alive(pid):
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                return "\nState:\tZ" not in f.read()
-        except FileNotFoundError:
-            return False
     deadline = time.time() + 30
-    while alive(worker) and time.time() < deadline:
+    while _alive(worker) and time.time() < deadline:
         time.sleep(0.2)
-    assert not alive(worker), "the worker outlived its killed comparison"
+    assert not _alive(worker), "the worker outlived its killed comparison"
+
+
+def test_a_worker_whose_run_saved_exits_and_starts_nothing_queued(tmp_path):
+    """The worker's SIGTERM went to a running training, which saved and returned: the worker,
+    now idle, exits too (it once waited on the dead pool's queue until killed by hand), and a
+    job queued behind it never starts."""
+    started = tmp_path / "started"
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import concurrent.futures, multiprocessing, os, signal, sys, time
+        sys.path.insert(0, {ROOT!r})
+        from runs import executor
+
+        def guarded(outdir):  # a training: SIGTERM sets a flag, it returns, the handler goes
+            stop = []
+            signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+            while not stop:
+                time.sleep(0.05)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            return {{"preempted": 1}}
+
+        def touch(outdir):
+            open({str(started)!r}, "w").close()
+
+        if __name__ == "__main__":
+            pool = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=executor.end_with_parent, initargs=(os.getpid(),))
+            print(pool.submit(os.getpid).result(), flush=True)
+            for fn, d in ((guarded, {str(tmp_path / "a")!r}), (touch, {str(tmp_path / "b")!r})):
+                pool.submit(executor.execute, fn, (d,), d)
+            time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    worker = int(out.stdout.split()[0])
+    deadline = time.time() + 30
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the idle worker outlived its killed comparison"
+    assert executor.status(str(tmp_path / "a"))["status"] == "preempted"  # it saved first
+    assert not started.exists(), "a job queued before the parent died started anyway"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
 
 
 def test_the_compile_cache_reaches_spawned_workers(tmp_path, monkeypatch):
