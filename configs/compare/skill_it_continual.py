@@ -54,6 +54,14 @@ worse on skill 1. Headline (the five skills' mean answer loss): skill_it against
 random are not reproduced at this scale: accuracy differences under 0.1 on the mean. The
 answer loss's paired SD over seeds 0.005-0.02 (accuracy's from scratch: 0.34-0.54), so the
 10-seed intervals are +-0.005 to +-0.015 and resolve differences of 0.02.
+
+Measured, interim (2026-12-07, seeds 0-4 of 10, the 2-core CPU): mean answer loss against
+stratified (0.661), skill_it -0.011 [-0.030, +0.009], random +0.020 [-0.003, +0.043], both no
+clear difference (inside the prediction); paired SD 0.016-0.019. Skills 3-5 within 0.05 of ln 2
+in every arm (right); skill 1 right in 0.96-1.0 of the rows under stratified and random but at
+loss 0.51-0.61, not under 0.2 (wrong); skill_it on skill 2 -0.050 [-0.087, -0.013] (right), on
+skill 1 +0.086 [+0.043, +0.129] worse (wrong: Skill-It gave skill 2 0.51-0.75 of the rows).
+docs/reproductions.md.
 """
 
 from configs import lego_continual
