@@ -55,12 +55,12 @@ random are not reproduced at this scale: accuracy differences under 0.1 on the m
 answer loss's paired SD over seeds 0.005-0.02 (accuracy's from scratch: 0.34-0.54), so the
 10-seed intervals are +-0.005 to +-0.015 and resolve differences of 0.02.
 
-Measured, interim (2026-12-07, seeds 0-5 of 10, the 2-core CPU): mean answer loss against
-stratified (0.658), skill_it -0.006 [-0.025, +0.013] no clear difference, random +0.023
-[+0.004, +0.041] worse (both inside the prediction); paired SD 0.018. Skills 3-5 within 0.05 of
+Measured, interim (2026-12-07, seeds 0-6 of 10, the 2-core CPU): mean answer loss against
+stratified (0.657), skill_it -0.004 [-0.020, +0.011] no clear difference, random +0.023
+[+0.008, +0.038] worse (both inside the prediction); paired SD 0.016-0.017. Skills 3-5 within 0.05 of
 ln 2 in every arm (right); skill 1 right in 0.97-1.0 of the rows under stratified and random but
-at loss 0.51-0.61, not under 0.2 (wrong); skill_it on skill 2 -0.049 [-0.077, -0.021] (right),
-on skill 1 +0.084 [+0.052, +0.117] worse (wrong: Skill-It gave skill 2 0.51-0.75 of the rows).
+at loss 0.51-0.61, not under 0.2 (wrong); skill_it on skill 2 -0.047 [-0.070, -0.024] (right),
+on skill 1 +0.084 [+0.058, +0.110] worse (wrong: Skill-It gave skill 2 0.51-0.75 of the rows).
 docs/reproductions.md.
 """
 
