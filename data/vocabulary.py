@@ -215,16 +215,14 @@ def load(spec: str, *, data_dir: str = "", vocab_size: int = 0, eos_token: str =
     return vocab
 
 
-def check_identity(recorded: dict, vocab: Vocabulary, where: str) -> None:
-    """Raises ValueError when `recorded` (an `identity()` that `where`, a store or a run, wrote)
-    names another tokenizer than `vocab`: another kind, file contents (sha256), size or
-    eos/start ids. A path alone may differ (the same file moved or copied); it is named when
-    anything else differs."""
-    now = vocab.identity()
-    differs = [k for k in IDENTITY_FIELDS if k != "path" and recorded.get(k) != now[k]]
+def identity_changes(recorded: dict, now: dict) -> str:
+    """How `now` (an `identity()`) names another tokenizer than `recorded`: "" when the kind,
+    file contents (sha256), size and eos/start ids agree, else "key old -> new; ...". A path
+    alone may differ (the same file moved or copied); it is named when anything else differs."""
+    differs = [k for k in IDENTITY_FIELDS if k != "path" and recorded.get(k) != now.get(k)]
     if not differs:
-        return
-    if recorded.get("path") != now["path"]:
+        return ""
+    if recorded.get("path") != now.get("path"):
         differs.insert(0, "path")
 
     def show(key: str, value) -> str:
@@ -234,7 +232,15 @@ def check_identity(recorded: dict, vocab: Vocabulary, where: str) -> None:
             return str(value)[:12]
         return repr(value) if isinstance(value, str) else str(value)
 
-    changes = "; ".join(f"{k} {show(k, recorded.get(k))} -> {show(k, now[k])}" for k in differs)
+    return "; ".join(f"{k} {show(k, recorded.get(k))} -> {show(k, now.get(k))}" for k in differs)
+
+
+def check_identity(recorded: dict, vocab: Vocabulary, where: str) -> None:
+    """Raises ValueError when `recorded` (an `identity()` that `where`, a store or a run, wrote) names
+    another tokenizer than `vocab` (`identity_changes`)."""
+    changes = identity_changes(recorded, vocab.identity())
+    if not changes:
+        return
     was = recorded.get("path") or recorded.get("kind") or "(not recorded)"
     raise ValueError(
         f"{where} was made with another tokenizer than this config's (recorded -> now: "

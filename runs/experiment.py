@@ -28,6 +28,8 @@ from lm import workdir as workdir_lib
 from reweight import registry
 from reweight.interface import HostMethod, Uniform, Weighter
 
+TOKENIZER_FILE = "tokenizer_identity.json"  # in a run's workdir: `tokenizer_identity`
+
 
 class Env:
     """The `reweight.interface.MethodEnv` of a config: what method factories know of the data."""
@@ -198,7 +200,6 @@ def _reference_problems(cfg: ml_collections.ConfigDict, field: str, path: str) -
     ref, out = recorded_config(path), []
     same = (("model.vocab_size", ref.model.vocab_size, cfg.model.vocab_size),
             ("data.source", ref.data.source, cfg.data.source),
-            ("data.vocab", ref.data.vocab, cfg.data.vocab),
             ("data.seq_len", ref.data.seq_len, cfg.data.seq_len))
     for key, theirs, ours in same:
         if theirs != ours:
@@ -206,11 +207,7 @@ def _reference_problems(cfg: ml_collections.ConfigDict, field: str, path: str) -
                        f"config.{key}={ours!r}; a reference must score the same tokens (same "
                        f"tokenizer, vocabulary and row length): train a reference with "
                        f"--config.{key}={ours!r}, or set config.{key} as the reference had it")
-    if not out and tokenizer_of(ref) != tokenizer_of(cfg):  # e.g. another data_dir
-        out.append(f"{at}: the reference scores {tokenizer_of(ref)} and this run reads "
-                   f"{tokenizer_of(cfg)}: point both at the same tokenizer "
-                   "(data.data_dir, data.lego_render), or train a reference on this one")
-    return out
+    return out or tokenizer_problems(cfg, path, f"the reference {at}")
 
 
 def tokenizer_of(cfg: ml_collections.ConfigDict) -> str:
@@ -225,23 +222,59 @@ def tokenizer_of(cfg: ml_collections.ConfigDict) -> str:
     return f"the ids of data.vocab {d.vocab!r}"
 
 
-def init_from_problems(cfg: ml_collections.ConfigDict) -> list[str]:
-    """config.init_from's params were trained on token ids of one tokenizer: continuing or
-    evaluating them on another's ids raises no shape error, it only trains from noise."""
-    if not cfg.init_from or not os.path.isdir(cfg.init_from):
-        return []  # none, or missing (check_model_matches says so)
-    run = cfg.init_from
-    if workdir_lib.read_config(run) is None:  # a checkpoints/ folder: its run is above
-        run = os.path.dirname(os.path.normpath(run))
-    if workdir_lib.read_config(run) is None:
-        return []  # nothing recorded to check against
-    theirs, ours = tokenizer_of(recorded_config(run)), tokenizer_of(cfg)
-    if theirs == ours:
-        return []
-    return [f"config.init_from={cfg.init_from!r} was trained on {theirs}, and this run reads "
-            f"{ours}: the same ids would mean other tokens. Set "
-            "config.data (source, vocab, data_dir) as the pretrained run had them, or pretrain "
-            "with this run's tokenizer"]
+def tokenizer_identity(cfg: ml_collections.ConfigDict) -> dict:
+    """What a config's token ids mean, as data.vocabulary names a text tokenizer (kind, its
+    file's sha256, size, eos/start ids, and where the file was), or a generated source's own
+    ids ({"kind": "lego ids"}). A training run records it (TOKENIZER_FILE), so a run that
+    continues, evaluates or scores with its params checks the tokenizer's contents, not the
+    config's path to it: a copied or moved tokenizer passes, a rewritten one does not."""
+    d = cfg.data
+    if d.source == "synthetic" or (d.source == "lego" and d.lego_render == "words"):
+        return {"kind": f"{d.source} ids"}
+    from data import vocabulary
+    return vocabulary.load(d.vocab, data_dir=d.data_dir,
+                           vocab_size=cfg.model.vocab_size).identity()
+
+
+def recorded_tokenizer(run: str) -> dict | None:
+    """The tokenizer identity a training run in `run` (or its checkpoints/ folder) recorded;
+    None for a run from before the record."""
+    for where in (run, os.path.dirname(os.path.normpath(run))):
+        path = os.path.join(where, TOKENIZER_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        if workdir_lib.read_config(where) is not None:
+            return None
+    return None
+
+
+def tokenizer_problems(cfg: ml_collections.ConfigDict, run: str, at: str) -> list[str]:
+    """The params in `run` were trained on one tokenizer's ids: continuing, evaluating or
+    scoring with them on another's raises no shape error, it only reads noise. `at` names the
+    field that points at `run`. A run from before TOKENIZER_FILE is checked by its config's
+    fields (`tokenizer_of`)."""
+    if (recorded := recorded_tokenizer(run)) is not None:
+        from data import vocabulary
+        try:
+            ours = tokenizer_identity(cfg)
+        except (ValueError, FileNotFoundError):
+            return []  # the config's own tokenizer does not load: its checks say so
+        if not (changes := vocabulary.identity_changes(recorded, ours)):
+            return []
+        differs = f"another tokenizer's ids than this run reads (recorded -> now: {changes})"
+    else:
+        if workdir_lib.read_config(run) is None:
+            run = os.path.dirname(os.path.normpath(run))  # a checkpoints/ folder: its run above
+        if workdir_lib.read_config(run) is None:
+            return []  # nothing recorded to check against
+        theirs, ours = tokenizer_of(recorded_config(run)), tokenizer_of(cfg)
+        if theirs == ours:
+            return []
+        differs = f"{theirs}, and this run reads {ours}"
+    return [f"{at} was trained on {differs}: the same ids would mean other tokens. Set "
+            "config.data (source, vocab, data_dir) as that run had them, with the same "
+            "tokenizer file, or train it again with this run's tokenizer"]
 
 
 def _step_reference_problems(cfg, weighter: Weighter, methods: Sequence[HostMethod]) -> list:
@@ -355,9 +388,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
                                  allow_config_change=allow_config_change)
     if cfg.init_from:
         workdir_lib.check_model_matches(cfg, cfg.init_from)
-        problems += init_from_problems(cfg)
+        problems += tokenizer_problems(cfg, cfg.init_from, f"config.init_from={cfg.init_from!r}")
     if mode == "eval" and not cfg.init_from:
         workdir_lib.check_model_matches(cfg, workdir, "--workdir")
+    resumes = mode == "train" and checkpoint.has_checkpoint(workdir)
+    if resumes or (mode == "eval" and not cfg.init_from):
+        problems += tokenizer_problems(cfg, workdir, f"--workdir={workdir!r}")
     exp = build(cfg, train=mode == "train", problems=problems)
     if mode == "train" and checkpoint.has_checkpoint(workdir) and not allow_config_change:
         if changes := reference_changes(workdir, exp.references):
@@ -368,6 +404,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
     if mode == "train":
         for warning in warnings_of(cfg):
             logging.warning(warning)
+        if jax.process_index() == 0:  # what its ids mean, for runs that read its params
+            workdir_lib.write_atomic(os.path.join(workdir, TOKENIZER_FILE),
+                                     json.dumps(tokenizer_identity(cfg), indent=2))
         result = exp.train(workdir, devices)
         evaluation, preempted = result.eval, result.preempted
         done = downstream.read(workdir) if tasks and cfg.eval.harness.in_loop else None

@@ -170,7 +170,7 @@ CASES = {
     "every problem at once": (
         lambda c, r: (_seqio(c, r, b'{"body": 1}\n' * 3), c.train.update(lr=-1.0),
                       c.data.update(weights="mine:2,mine:1")),
-        r"5 problem\(s\)(.|\n)*train\.lr(.|\n)*more than once(.|\n)*:1: no string field"),
+        r"6 problem\(s\)(.|\n)*train\.lr(.|\n)*more than once(.|\n)*:1: no string field"),
     "no built-in tokenizer of that size": (
         lambda c, r: (_seqio(c, r), c.data.update(vocab="builtin"), c.model.update(vocab_size=4096)),
         r"config\.data\.vocab='builtin' reads the corpus tokenizer of config\.model\.vocab_size="
@@ -196,9 +196,10 @@ CASES = {
         _reference(**{"data.seq_len": 8}),
         r"trained with data\.seq_len=8 and this run has config\.data\.seq_len=16"),
     "reference of another tokenizer": (
-        _reference(field="target", **{"data.vocab": "byte"}),
-        r"config\.reference\.target=.*trained with data\.vocab='byte' and this run has "
-        r"config\.data\.vocab='builtin'"),
+        lambda c, r: (_seqio(c, r), _reference(field="target", **{
+            "data.source": "seqio", "data.vocab": "builtin", "model.vocab_size": 512})(c, r)),
+        r"the reference config\.reference\.target=.* was trained on the ids of the built-in "
+        r"tokenizer under data_dir .*, and this run reads the ids of data\.vocab 'byte'"),
     "RHO-1 without a reference": (_set(**{"reweight.instance": "rho1"}),
                                   r"config\.reweight\.instance='rho1' need\(s\) a frozen "
                                   r"reference model in the step, and config\.reference\.workdir "

@@ -5,6 +5,7 @@ any tokenizer; unfinished and mismatched stores refused."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -358,3 +359,20 @@ def test_hugging_face_tokenizers_prepare_and_train(corpus, tmp_path):
     cfg.train.update(steps=2, checkpoint_every=2, eval_every=2)
     result = experiment.run(cfg, str(tmp_path / "run"), devices=jax.devices()[:1])
     assert np.isfinite(result["eval/pq/loss"]) and result["eval/pq/bits_per_byte"] > 0
+
+
+    # The run recorded its tokenizer's contents: a later run that reads its params (init_from,
+    # evaluation, a reference) may name a copy of the file elsewhere, not a rewritten one.
+    run = str(tmp_path / "run")
+    assert experiment.recorded_tokenizer(run)["sha256"] == experiment.tokenizer_identity(
+        cfg)["sha256"]
+    copy = tmp_path / "moved" / "tokenizer.json"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    cfg.data.vocab = str(copy)
+    assert experiment.tokenizer_problems(cfg, run, "config.init_from") == []
+    train_bpe(copy.parent, ["<|endoftext|>"], extra_lines=["other words entirely"] * 50)
+    problems = experiment.tokenizer_problems(cfg, run + "/checkpoints", "config.init_from")
+    assert len(problems) == 1 and "sha256" in problems[0], problems
+    with pytest.raises(ValueError, match=r"--workdir=.* was trained on another tokenizer's ids"):
+        experiment.run(cfg, run, mode="eval", devices=jax.devices()[:1])
