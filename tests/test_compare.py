@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -463,13 +464,17 @@ def test_a_worker_whose_run_saved_exits_and_starts_nothing_queued(tmp_path):
             time.sleep(1.0)
             os.kill(os.getpid(), signal.SIGKILL)
     """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120)
-    worker = int(out.stdout.split()[0])
+    log = tmp_path / "parent.log"  # a file, not a pipe: the worker holds no pipe open
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, str(script)], stdout=f, stderr=subprocess.STDOUT,
+                       timeout=120)
+    worker = int(log.read_text().split()[0])
     deadline = time.time() + 30
     while _alive(worker) and time.time() < deadline:
         time.sleep(0.2)
-    assert not _alive(worker), "the idle worker outlived its killed comparison"
+    if _alive(worker):
+        os.kill(worker, signal.SIGKILL)  # leave no stray process behind the failure
+        pytest.fail("the idle worker outlived its killed comparison by 30 s")
     assert executor.status(str(tmp_path / "a"))["status"] == "preempted"  # it saved first
     assert not started.exists(), "a job queued before the parent died started anyway"
 
