@@ -55,13 +55,13 @@ random are not reproduced at this scale: accuracy differences under 0.1 on the m
 answer loss's paired SD over seeds 0.005-0.02 (accuracy's from scratch: 0.34-0.54), so the
 10-seed intervals are +-0.005 to +-0.015 and resolve differences of 0.02.
 
-Measured, interim (2026-12-07, seeds 0-6 of 10, the 2-core CPU): mean answer loss against
-stratified (0.657), skill_it -0.004 [-0.020, +0.011] no clear difference, random +0.023
-[+0.008, +0.038] worse (both inside the prediction); paired SD 0.016-0.017. Skills 3-5
-within 0.05 of ln 2 in every arm (right); skill 1 right in 0.97-1.0 of the rows under
-stratified and random but at loss 0.51-0.61, not under 0.2 (wrong); skill_it on skill 2 -0.047
-[-0.070, -0.024] (right), on skill 1 +0.084 [+0.058, +0.110] worse (wrong: Skill-It gave skill
-2 0.51-0.75 of the rows). docs/reproductions.md.
+Measured (2026-12-07, seeds 0-9, the 2-core CPU): mean answer loss against stratified
+(0.658), skill_it -0.003 [-0.019, +0.013] no clear difference, random +0.019 [+0.005, +0.034]
+worse (both inside the prediction); paired SD 0.020-0.022 (at the top of the prediction, just
+over for skill_it). Skills 3-5 within 0.05 of ln 2 in every arm (right); skill 1 right in 0.93-
+1.0 of the rows under stratified and random but at loss 0.52-0.61, not under 0.2 (wrong);
+skill_it on skill 2 -0.046 [-0.063, -0.029] (right), on skill 1 +0.082 [+0.064, +0.100] worse
+(wrong: Skill-It gave skill 2 0.51-0.75 of the rows). docs/reproductions.md.
 """
 
 from configs import lego_continual
