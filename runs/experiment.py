@@ -86,6 +86,9 @@ class Experiment:
         if self.data.source is None:
             raise ValueError("this experiment was built for evaluation (train=False): build it "
                              "with train=True to train")
+        if jax.process_index() == 0:  # what its ids mean, for runs that read its params
+            workdir_lib.write_atomic(os.path.join(workdir, TOKENIZER_FILE),
+                                     json.dumps(tokenizer_identity(self.cfg), indent=2))
         return loop.train(self.cfg, workdir, source=self.data.source,
                           eval_sets=self.data.eval_sets, weighter=self.weighter,
                           methods=self.methods, hooks=[*self.hooks, *hooks], devices=devices,
@@ -404,9 +407,6 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
     if mode == "train":
         for warning in warnings_of(cfg):
             logging.warning(warning)
-        if jax.process_index() == 0:  # what its ids mean, for runs that read its params
-            workdir_lib.write_atomic(os.path.join(workdir, TOKENIZER_FILE),
-                                     json.dumps(tokenizer_identity(cfg), indent=2))
         result = exp.train(workdir, devices)
         evaluation, preempted = result.eval, result.preempted
         done = downstream.read(workdir) if tasks and cfg.eval.harness.in_loop else None

@@ -203,3 +203,6 @@ def test_graph_estimator_recovers_a_planted_prerequisite(tmp_path):
     np.testing.assert_allclose(parse_graph(str(tmp_path / "skill_graph.json"), ["fg", "f"]),
                                graph)
     assert saved["steps"] == 30 and os.path.exists(tmp_path / "skill_graph.png")
+    for run in ("start", "on_fg"):  # every training records what its ids mean
+        assert json.load(open(tmp_path / run / "tokenizer_identity.json")) == {
+            "kind": "synthetic ids"}
