@@ -236,8 +236,8 @@ def identity_changes(recorded: dict, now: dict) -> str:
 
 
 def check_identity(recorded: dict, vocab: Vocabulary, where: str) -> None:
-    """Raises ValueError when `recorded` (an `identity()` that `where`, a store or a run, wrote) names
-    another tokenizer than `vocab` (`identity_changes`)."""
+    """Raises ValueError when `recorded` (an `identity()` that `where`, a store or a run,
+    wrote) names another tokenizer than `vocab` (`identity_changes`)."""
     changes = identity_changes(recorded, vocab.identity())
     if not changes:
         return

@@ -239,17 +239,24 @@ def tokenizer_identity(cfg: ml_collections.ConfigDict) -> dict:
                            vocab_size=cfg.model.vocab_size).identity()
 
 
+def _run_of(path: str) -> str | None:
+    """The run directory `path` names (a workdir, or its checkpoints/ folder): the one that
+    holds its config.json; None if neither does."""
+    for where in (path, os.path.dirname(os.path.normpath(path))):
+        if workdir_lib.read_config(where) is not None:
+            return where
+    return None
+
+
 def recorded_tokenizer(run: str) -> dict | None:
     """The tokenizer identity a training run in `run` (or its checkpoints/ folder) recorded;
     None for a run from before the record."""
-    for where in (run, os.path.dirname(os.path.normpath(run))):
-        path = os.path.join(where, TOKENIZER_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
-        if workdir_lib.read_config(where) is not None:
-            return None
-    return None
+    where = _run_of(run)
+    path = os.path.join(where, TOKENIZER_FILE) if where else ""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def tokenizer_problems(cfg: ml_collections.ConfigDict, run: str, at: str) -> list[str]:
@@ -267,11 +274,9 @@ def tokenizer_problems(cfg: ml_collections.ConfigDict, run: str, at: str) -> lis
             return []
         differs = f"another tokenizer's ids than this run reads (recorded -> now: {changes})"
     else:
-        if workdir_lib.read_config(run) is None:
-            run = os.path.dirname(os.path.normpath(run))  # a checkpoints/ folder: its run above
-        if workdir_lib.read_config(run) is None:
+        if (where := _run_of(run)) is None:
             return []  # nothing recorded to check against
-        theirs, ours = tokenizer_of(recorded_config(run)), tokenizer_of(cfg)
+        theirs, ours = tokenizer_of(recorded_config(where)), tokenizer_of(cfg)
         if theirs == ours:
             return []
         differs = f"{theirs}, and this run reads {ours}"
@@ -398,7 +403,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, mode: str = "train",
     if resumes or (mode == "eval" and not cfg.init_from):
         problems += tokenizer_problems(cfg, workdir, f"--workdir={workdir!r}")
     exp = build(cfg, train=mode == "train", problems=problems)
-    if mode == "train" and checkpoint.has_checkpoint(workdir) and not allow_config_change:
+    if resumes and not allow_config_change:
         if changes := reference_changes(workdir, exp.references):
             raise ValueError("the reference model changed under a run:\n  " +
                              "\n  ".join(changes))

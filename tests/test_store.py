@@ -360,7 +360,6 @@ def test_hugging_face_tokenizers_prepare_and_train(corpus, tmp_path):
     result = experiment.run(cfg, str(tmp_path / "run"), devices=jax.devices()[:1])
     assert np.isfinite(result["eval/pq/loss"]) and result["eval/pq/bits_per_byte"] > 0
 
-
     # The run recorded its tokenizer's contents: a later run that reads its params (init_from,
     # evaluation, a reference) may name a copy of the file elsewhere, not a rewritten one.
     run = str(tmp_path / "run")
